@@ -1,0 +1,1 @@
+//! kiln-codegen: backends that execute planned graphs.

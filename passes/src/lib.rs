@@ -1,0 +1,1 @@
+//! kiln-passes: graph-to-graph passes over `kiln_ir::Graph`.
