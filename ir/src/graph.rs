@@ -180,10 +180,7 @@ impl Graph {
 
     /// Finds an input by name.
     pub fn input_named(&self, name: &str) -> Option<NodeId> {
-        self.inputs
-            .iter()
-            .copied()
-            .find(|&i| matches!(&self.g[i].op, Op::Input { name: n, .. } if n == name))
+        self.inputs.iter().copied().find(|&i| matches!(&self.g[i].op, Op::Input { name: n, .. } if n == name))
     }
 
     /// The name of input `id`, if it is one.

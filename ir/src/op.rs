@@ -152,7 +152,10 @@ impl ReduceOp {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Op {
     /// A graph input. `param` marks trainable parameters (initializers in ONNX terms).
-    Input { name: String, param: bool },
+    Input {
+        name: String,
+        param: bool,
+    },
     /// A constant tensor; its shape and dtype are the node's.
     Constant(Literal),
     Unary(UnaryOp),
@@ -160,22 +163,41 @@ pub enum Op {
     Compare(CompareOp),
     /// `Where(cond, x, y)`: `x` where `cond` else `y`, all three broadcast.
     Where,
-    Cast { to: DType },
+    Cast {
+        to: DType,
+    },
     /// Reduce over `axes` (empty = all axes), keeping reduced axes as size 1 when `keepdims`.
-    Reduce { op: ReduceOp, axes: Vec<i64>, keepdims: bool },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<i64>,
+        keepdims: bool,
+    },
     /// Matrix product with numpy/ONNX semantics: 1-D operands are promoted, batch dims broadcast.
     MatMul,
     /// Same elements, new shape (same element count).
-    Reshape { shape: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
     /// Permute axes: output axis `i` is input axis `perm[i]`.
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Broadcast to `shape` (the operand must broadcast to it exactly).
-    Expand { shape: Vec<usize> },
+    Expand {
+        shape: Vec<usize>,
+    },
     /// ONNX Slice with explicit `axes` and `steps`; negative starts/ends count from the end and are
     /// clamped like ONNX does.
-    Slice { starts: Vec<i64>, ends: Vec<i64>, axes: Vec<i64>, steps: Vec<i64> },
+    Slice {
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+        axes: Vec<i64>,
+        steps: Vec<i64>,
+    },
     /// Join operands along `axis`.
-    Concat { axis: i64 },
+    Concat {
+        axis: i64,
+    },
 }
 
 /// How many operands an op takes.
@@ -267,9 +289,8 @@ impl Op {
                 if matches!(self, Op::Binary(_)) && da == DType::Bool {
                     return Err(err("is not defined for bool".into()));
                 }
-                let out = broadcast_shapes(sa, sb).ok_or_else(|| {
-                    err(format!("shapes {sa} and {sb} cannot be broadcast together"))
-                })?;
+                let out = broadcast_shapes(sa, sb)
+                    .ok_or_else(|| err(format!("shapes {sa} and {sb} cannot be broadcast together")))?;
                 let dt = if matches!(self, Op::Compare(_)) { DType::Bool } else { da };
                 Ok((dt, out))
             }
@@ -283,9 +304,7 @@ impl Op {
                 }
                 let s = broadcast_shapes(sx, sy)
                     .and_then(|s| broadcast_shapes(sc, &s))
-                    .ok_or_else(|| {
-                        err(format!("shapes {sc}, {sx} and {sy} cannot be broadcast together"))
-                    })?;
+                    .ok_or_else(|| err(format!("shapes {sc}, {sx} and {sy} cannot be broadcast together")))?;
                 Ok((dx, s))
             }
             Op::Cast { to } => Ok((*to, operands[0].1.clone())),
@@ -343,8 +362,8 @@ impl Op {
                     if d != d0 {
                         return Err(err(format!("operand dtypes differ: {d0} and {d}")));
                     }
-                    let same_rest = s.rank() == s0.rank()
-                        && (0..s.rank()).all(|i| i == ax || s.0[i] == s0.0[i]);
+                    let same_rest =
+                        s.rank() == s0.rank() && (0..s.rank()).all(|i| i == ax || s.0[i] == s0.0[i]);
                     if !same_rest {
                         return Err(err(format!(
                             "shapes {s0} and {s} differ outside the concatenation axis {ax}"
@@ -411,7 +430,11 @@ impl SliceRange {
             (adj(start).clamp(-1, d - 1), adj(end).clamp(-1, d - 1))
         };
         let len = if step > 0 {
-            if e > s { (e - s + step - 1) / step } else { 0 }
+            if e > s {
+                (e - s + step - 1) / step
+            } else {
+                0
+            }
         } else if s > e {
             (s - e + (-step) - 1) / (-step)
         } else {
@@ -429,8 +452,7 @@ pub fn reduce_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     }
     let mut out = Vec::with_capacity(axes.len());
     for &a in axes {
-        let n = normalize_axis(a, rank)
-            .ok_or_else(|| format!("axis {a} is out of range for rank {rank}"))?;
+        let n = normalize_axis(a, rank).ok_or_else(|| format!("axis {a} is out of range for rank {rank}"))?;
         if out.contains(&n) {
             return Err(format!("axis {a} appears twice"));
         }
