@@ -20,6 +20,7 @@
 //! ```
 
 pub mod builder;
+pub mod composite;
 pub mod dot;
 pub mod dtype;
 pub mod error;
@@ -39,3 +40,4 @@ pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use literal::Literal;
 pub use op::{Arity, BinaryOp, CompareOp, Op, ReduceOp, SliceRange, UnaryOp};
+pub use interp::{allclose, run, Value};
