@@ -1,1 +1,52 @@
-//! kiln-codegen: backends that execute planned graphs.
+//! # kiln-codegen
+//!
+//! Backends that execute graphs. A [`Backend`] takes a verified [`Graph`] and input values and
+//! returns the output values. Today the only backend is the reference [`Interpreter`]; the
+//! Cranelift JIT and the CUDA path arrive as further backends behind the same trait.
+
+use kiln_ir::interp::Value;
+use kiln_ir::Graph;
+
+pub use kiln_ir::Error;
+
+/// Something that can evaluate a graph.
+pub trait Backend: Send + Sync {
+    /// A short name, as `KILN_BACKEND` spells it.
+    fn name(&self) -> &'static str;
+
+    /// Evaluates `g` on `inputs` (one per `g.inputs()`, in order) and returns its outputs.
+    fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>>;
+}
+
+/// The reference interpreter of `kiln_ir::interp`: slow, simple, the oracle.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Interpreter;
+
+impl Backend for Interpreter {
+    fn name(&self) -> &'static str {
+        "interp"
+    }
+
+    fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
+        kiln_ir::interp::run(g, inputs)
+    }
+}
+
+/// The names `KILN_BACKEND` accepts.
+pub const BACKENDS: &[&str] = &["interp"];
+
+/// The backend named `name`, or an error listing the ones that exist.
+///
+/// ```
+/// let b = kiln_codegen::backend_named("interp").unwrap();
+/// assert_eq!(b.name(), "interp");
+/// assert!(kiln_codegen::backend_named("tpu").is_err());
+/// ```
+pub fn backend_named(name: &str) -> Result<&'static dyn Backend, String> {
+    match name {
+        "interp" => Ok(&Interpreter),
+        other => {
+            Err(format!("unknown backend '{other}': KILN_BACKEND must be one of {}", BACKENDS.join(", ")))
+        }
+    }
+}

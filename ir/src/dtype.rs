@@ -71,9 +71,10 @@ impl Shape {
         &self.0
     }
 
-    /// Number of elements (1 for a scalar).
+    /// Number of elements (1 for a scalar). Saturates instead of overflowing, so an absurd shape
+    /// is reported as too large rather than panicking.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// Row-major (C order) strides in elements.

@@ -35,9 +35,11 @@ pub mod testing;
 pub mod text;
 pub mod verify;
 
+pub use dot::{DotCluster, DotStyle};
 pub use dtype::{broadcast_shapes, broadcasts_to, normalize_axis, DType, Shape};
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
+pub use interp::{allclose, run, Value};
 pub use literal::Literal;
 pub use op::{Arity, BinaryOp, CompareOp, Op, ReduceOp, SliceRange, UnaryOp};
-pub use interp::{allclose, run, Value};
+pub use text::parse;

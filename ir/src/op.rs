@@ -369,7 +369,9 @@ impl Op {
                             "shapes {s0} and {s} differ outside the concatenation axis {ax}"
                         )));
                     }
-                    out.0[ax] += s.0[ax];
+                    out.0[ax] = out.0[ax]
+                        .checked_add(s.0[ax])
+                        .ok_or_else(|| err("the concatenated extent overflows".into()))?;
                 }
                 Ok((d0, out))
             }
@@ -429,14 +431,15 @@ impl SliceRange {
         } else {
             (adj(start).clamp(-1, d - 1), adj(end).clamp(-1, d - 1))
         };
+        // Written so that no intermediate overflows, even for steps near i64::MIN/MAX.
         let len = if step > 0 {
             if e > s {
-                (e - s + step - 1) / step
+                (e - s - 1) as u64 / step as u64 + 1
             } else {
                 0
             }
         } else if s > e {
-            (s - e + (-step) - 1) / (-step)
+            (s - e - 1) as u64 / step.unsigned_abs() + 1
         } else {
             0
         };
@@ -546,6 +549,8 @@ mod tests {
         let r = SliceRange::resolve(3, 1, 1, 4).unwrap();
         assert_eq!(r.len, 0);
         assert!(SliceRange::resolve(0, 1, 0, 4).is_err());
+        assert_eq!(SliceRange::resolve(0, 10, i64::MAX, 10).unwrap().len, 1);
+        assert_eq!(SliceRange::resolve(9, -100, i64::MIN, 10).unwrap().len, 1);
     }
 
     #[test]

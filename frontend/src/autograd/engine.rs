@@ -1,0 +1,257 @@
+//! The backward engine: walks the recorded nodes from the roots in dependency order (later nodes
+//! first when several are ready, like PyTorch), runs hooks, accumulates into `.grad` or captures
+//! the gradients `autograd::grad` asked for, and frees saved values unless `retain_graph`.
+//!
+//! Each node's backward only *builds* lazy tensors; the gradients that end up in `.grad` (or are
+//! returned) are realized together at the end, so the whole backward is one graph for the
+//! compiler.
+
+use crate::autograd::mode::set_grad_enabled;
+use crate::autograd::node::{Edge, HookList, Kind, Node, RELEASED};
+use crate::autograd::plan::replay;
+use crate::error::{Error, Result};
+use crate::expr;
+use crate::tensor::Tensor;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+pub(crate) struct Request {
+    /// Where each root's gradient enters, and the gradient.
+    pub roots: Vec<(Edge, Tensor)>,
+    pub retain_graph: bool,
+    pub create_graph: bool,
+    /// `Some(edges)`: capture the gradients flowing into these edges instead of accumulating
+    /// into leaves (`autograd::grad`).
+    pub capture: Option<Vec<Edge>>,
+}
+
+type Key = *const Node;
+
+fn key(n: &Arc<Node>) -> Key {
+    Arc::as_ptr(n)
+}
+
+/// Runs a backward pass. Returns the captured gradients (empty without `capture`).
+pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
+    let _mode = set_grad_enabled(req.create_graph);
+
+    // Discover the graph and count, for every node, the edges that lead into it.
+    let mut nodes: HashMap<Key, Arc<Node>> = HashMap::new();
+    let mut deps: HashMap<Key, usize> = HashMap::new();
+    let mut stack: Vec<Arc<Node>> = Vec::new();
+    for (e, _) in &req.roots {
+        if nodes.insert(key(&e.node), e.node.clone()).is_none() {
+            stack.push(e.node.clone());
+        }
+    }
+    while let Some(n) = stack.pop() {
+        for e in n.next.iter().flatten() {
+            *deps.entry(key(&e.node)).or_default() += 1;
+            if nodes.insert(key(&e.node), e.node.clone()).is_none() {
+                stack.push(e.node.clone());
+            }
+        }
+    }
+
+    // Execution order: ready nodes, newest first.
+    let mut order: Vec<Arc<Node>> = Vec::with_capacity(nodes.len());
+    let mut remaining = deps.clone();
+    let mut ready: BinaryHeap<(u64, usize)> = BinaryHeap::new();
+    let by_ptr: Vec<Arc<Node>> = nodes.values().cloned().collect();
+    let index: HashMap<Key, usize> = by_ptr.iter().enumerate().map(|(i, n)| (key(n), i)).collect();
+    for n in &by_ptr {
+        if remaining.get(&key(n)).copied().unwrap_or(0) == 0 {
+            ready.push((n.seq, index[&key(n)]));
+        }
+    }
+    while let Some((_, i)) = ready.pop() {
+        let n = by_ptr[i].clone();
+        for e in n.next.iter().flatten() {
+            let r = remaining.get_mut(&key(&e.node)).expect("counted above");
+            *r -= 1;
+            if *r == 0 {
+                ready.push((e.node.seq, index[&key(&e.node)]));
+            }
+        }
+        order.push(n);
+    }
+
+    // With `capture`, only nodes on a path to a captured edge run.
+    let needed: Option<HashMap<Key, bool>> = req.capture.as_ref().map(|caps| {
+        let mut need: HashMap<Key, bool> = HashMap::new();
+        for n in order.iter().rev() {
+            let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, n));
+            let feeds = n.next.iter().flatten().any(|e| need.get(&key(&e.node)).copied().unwrap_or(false));
+            need.insert(key(n), is_target || feeds);
+        }
+        need
+    });
+
+    let mut buffers: HashMap<Key, Vec<Option<Tensor>>> = HashMap::new();
+    for (e, g) in req.roots {
+        add_grad(&mut buffers, &e, g)?;
+    }
+    let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
+    let mut to_realize: Vec<Tensor> = Vec::new();
+
+    for node in &order {
+        let Some(mut buf) = buffers.remove(&key(node)) else { continue };
+        if let Some(need) = &needed {
+            if !need[&key(node)] {
+                continue;
+            }
+        }
+        // Tensor hooks, then retain_grad, then capture (PyTorch's order).
+        let hook_lists: Vec<(usize, HookList)> = match &node.kind {
+            Kind::Accumulate(leaf) => vec![(0, Tensor(leaf.clone()).meta().hooks.clone())],
+            _ => node.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
+        for (nr, list) in hook_lists {
+            let hooks = list.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for (_, h) in hooks {
+                if let Some(g) = &buf[nr] {
+                    if let Some(r) = h(g) {
+                        if r.shape() != g.shape() {
+                            return Err(Error::Autograd(format!(
+                                "hook '{}' has changed the size of value: expected {:?}, got {:?}",
+                                node.name,
+                                g.shape(),
+                                r.shape()
+                            )));
+                        }
+                        buf[nr] = Some(r);
+                    }
+                }
+            }
+        }
+        let retained = node.retained.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (nr, w) in retained {
+            if let (Some(t), Some(g)) = (w.upgrade(), &buf[nr]) {
+                let t = Tensor(t);
+                accumulate(&t, g.clone(), req.create_graph);
+                to_realize.push(t);
+            }
+        }
+        if let Some(caps) = &req.capture {
+            for (k, c) in caps.iter().enumerate() {
+                if Arc::ptr_eq(&c.node, node) {
+                    captured[k] = buf[c.input_nr].clone();
+                }
+            }
+        }
+
+        let outs = match &node.kind {
+            Kind::Accumulate(leaf) => {
+                if req.capture.is_none() {
+                    if let Some(g) = buf[0].take() {
+                        let leaf = Tensor(leaf.clone());
+                        accumulate(&leaf, g, req.create_graph);
+                        to_realize.push(leaf);
+                    }
+                }
+                Vec::new()
+            }
+            Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
+            Kind::Custom(state) => state.backward(node, &buf)?,
+        };
+        for (e, g) in node.next.iter().zip(outs) {
+            if let (Some(e), Some(g)) = (e, g) {
+                add_grad(&mut buffers, e, g)?;
+            }
+        }
+        if !req.retain_graph {
+            release(node);
+        }
+    }
+
+    // One realization for everything this pass produced.
+    let mut exprs = Vec::new();
+    for t in &to_realize {
+        if let Some(g) = t.meta().grad.clone() {
+            exprs.push(g.expr());
+        }
+    }
+    exprs.extend(captured.iter().flatten().map(Tensor::expr));
+    expr::realize(&exprs)?;
+    Ok(captured)
+}
+
+fn add_grad(buffers: &mut HashMap<Key, Vec<Option<Tensor>>>, e: &Edge, g: Tensor) -> Result<()> {
+    let buf = buffers.entry(key(&e.node)).or_insert_with(|| vec![None; e.node.outputs.len()]);
+    let slot = &mut buf[e.input_nr];
+    *slot = Some(match slot.take() {
+        None => g,
+        Some(prev) => prev.add(&g)?,
+    });
+    Ok(())
+}
+
+/// Adds `g` into `t.grad`: the first gradient is stored as is (detached unless `create_graph`);
+/// later ones are added in place, or out of place under `create_graph` (as PyTorch does).
+pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
+    let mut m = t.meta();
+    match m.grad.take() {
+        None => m.grad = Some(if create_graph { g } else { Tensor::from_expr(g.expr()) }),
+        Some(old) if create_graph => {
+            drop(m);
+            let sum = old.add(&g).expect("a gradient has its tensor's shape");
+            t.meta().grad = Some(sum);
+        }
+        Some(old) => {
+            let sum = crate::expr::Expr::apply(
+                kiln_ir::Op::Binary(kiln_ir::BinaryOp::Add),
+                vec![old.expr(), g.expr()],
+            )
+            .expect("a gradient has its tensor's shape");
+            old.0.storage.set(sum);
+            old.bump_version();
+            m.grad = Some(old);
+        }
+    }
+}
+
+fn apply_graph(
+    node: &Arc<Node>,
+    plan: &crate::autograd::plan::ReversePlan,
+    buf: &[Option<Tensor>],
+) -> Result<Vec<Option<Tensor>>> {
+    let gy = match &buf[0] {
+        Some(g) => g.clone(),
+        None => {
+            let (d, s) = &node.outputs[0];
+            Tensor::zeros_typed(s.dims(), *d)
+        }
+    };
+    let mut bound = HashMap::new();
+    {
+        let saved = node.saved();
+        let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
+        if saved.released && uses_any {
+            return Err(Error::Autograd(RELEASED.into()));
+        }
+        for (i, n) in plan.inputs.iter().enumerate() {
+            if let (Some(n), true) = (n, plan.uses_input[i]) {
+                let s = saved.inputs[i].as_ref().expect("saved at record time");
+                bound.insert(*n, s.unpack()?);
+            }
+        }
+        if plan.uses_result {
+            let r = saved.result.as_ref().expect("saved at record time");
+            bound.insert(plan.output, r.unpack(&node.name)?);
+        }
+    }
+    bound.insert(plan.seed, gy);
+    replay(&plan.graph, &plan.order, &mut bound)?;
+    Ok(plan.grads.iter().map(|g| g.map(|n| bound[&n].clone())).collect())
+}
+
+fn release(node: &Node) {
+    let mut s = node.saved();
+    s.released = true;
+    s.inputs.iter_mut().for_each(|i| *i = None);
+    s.result = None;
+    drop(s);
+    if let Kind::Custom(state) = &node.kind {
+        state.release();
+    }
+}

@@ -1,0 +1,3 @@
+//! Neural-network building blocks. [`functional`] has the stateless functions.
+
+pub mod functional;

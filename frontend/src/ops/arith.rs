@@ -1,0 +1,252 @@
+//! Elementwise arithmetic and comparisons, as methods (returning `Result`) and as operators
+//! (`+ - * /` on tensors and `f64` scalars, both sides; they panic with the same message).
+
+use crate::error::{Error, Result};
+use crate::ops::record::apply;
+use crate::tensor::Tensor;
+use kiln_ir::{BinaryOp, CompareOp, DType, Literal, Op, Shape, UnaryOp};
+use std::ops;
+
+/// Brings two operands to one dtype: mixed float widths promote to f64 (PyTorch's rule);
+/// anything else must already agree.
+pub(crate) fn promote(op: &str, a: &Tensor, b: &Tensor) -> Result<(Tensor, Tensor)> {
+    match (a.dtype(), b.dtype()) {
+        (x, y) if x == y => Ok((a.clone(), b.clone())),
+        (DType::F32, DType::F64) => Ok((a.to_dtype(DType::F64), b.clone())),
+        (DType::F64, DType::F32) => Ok((a.clone(), b.to_dtype(DType::F64))),
+        (x, y) => Err(Error::Op(format!(
+            "{op}: expected both operands to have the same dtype, but got {x} and {y}"
+        ))),
+    }
+}
+
+fn binary(name: &'static str, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = promote(op.name(), a, b)?;
+    apply(name, Op::Binary(op), &[&a, &b])
+}
+
+fn compare(op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = promote(op.name(), a, b)?;
+    apply("CompareBackward0", Op::Compare(op), &[&a, &b])
+}
+
+fn not(t: &Tensor) -> Result<Tensor> {
+    let f = Tensor::constant(Literal::Bool(vec![false]), Shape::scalar());
+    let tr = Tensor::constant(Literal::Bool(vec![true]), Shape::scalar());
+    apply("WhereBackward0", Op::Where, &[t, &f, &tr])
+}
+
+impl Tensor {
+    /// `self + other` with broadcasting.
+    ///
+    /// ```
+    /// use kiln_frontend::Tensor;
+    /// let a = Tensor::ones(&[2, 3]);
+    /// let e = a.add(&Tensor::ones(&[4])).unwrap_err();
+    /// assert!(e.to_string().contains("[2, 3]") && e.to_string().contains("[4]"));
+    /// ```
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        binary("AddBackward0", BinaryOp::Add, self, other)
+    }
+
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        binary("SubBackward0", BinaryOp::Sub, self, other)
+    }
+
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        binary("MulBackward0", BinaryOp::Mul, self, other)
+    }
+
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        binary("DivBackward0", BinaryOp::Div, self, other)
+    }
+
+    /// `self ** exponent` for a scalar exponent.
+    pub fn pow(&self, exponent: f64) -> Tensor {
+        let e = self.scalar_like(exponent);
+        apply("PowBackward0", Op::Binary(BinaryOp::Pow), &[self, &e]).expect("a scalar exponent broadcasts")
+    }
+
+    /// `self ** exponent` elementwise.
+    pub fn pow_tensor(&self, exponent: &Tensor) -> Result<Tensor> {
+        binary("PowBackward1", BinaryOp::Pow, self, exponent)
+    }
+
+    /// Elementwise maximum; NaN propagates; at ties the gradient is split evenly.
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        binary("MaximumBackward0", BinaryOp::Max, self, other)
+    }
+
+    /// Elementwise minimum; NaN propagates; at ties the gradient is split evenly.
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        binary("MinimumBackward0", BinaryOp::Min, self, other)
+    }
+
+    /// `self > other` (bool).
+    pub fn gt(&self, other: &Tensor) -> Result<Tensor> {
+        compare(CompareOp::Greater, self, other)
+    }
+
+    /// `self < other` (bool).
+    pub fn lt(&self, other: &Tensor) -> Result<Tensor> {
+        compare(CompareOp::Less, self, other)
+    }
+
+    /// `self == other` (bool).
+    pub fn eq_t(&self, other: &Tensor) -> Result<Tensor> {
+        compare(CompareOp::Equal, self, other)
+    }
+
+    /// `self >= other` (bool).
+    pub fn ge(&self, other: &Tensor) -> Result<Tensor> {
+        not(&self.lt(other)?)
+    }
+
+    /// `self <= other` (bool).
+    pub fn le(&self, other: &Tensor) -> Result<Tensor> {
+        not(&self.gt(other)?)
+    }
+
+    /// `self != other` (bool).
+    pub fn ne(&self, other: &Tensor) -> Result<Tensor> {
+        not(&self.eq_t(other)?)
+    }
+
+    /// `self > v` for a scalar (bool).
+    pub fn gt_scalar(&self, v: f64) -> Tensor {
+        self.gt(&self.scalar_like(v)).expect("a scalar broadcasts")
+    }
+
+    /// `self < v` for a scalar (bool).
+    pub fn lt_scalar(&self, v: f64) -> Tensor {
+        self.lt(&self.scalar_like(v)).expect("a scalar broadcasts")
+    }
+
+    /// `-self`.
+    pub fn neg(&self) -> Tensor {
+        apply("NegBackward0", Op::Unary(UnaryOp::Neg), &[self]).expect("neg accepts every numeric dtype")
+    }
+
+    fn rsub_scalar(&self, s: f64) -> Tensor {
+        apply("RsubBackward1", Op::Binary(BinaryOp::Sub), &[&self.scalar_like(s), self])
+            .expect("a scalar broadcasts")
+    }
+
+    fn scalar_op(&self, name: &'static str, op: BinaryOp, s: f64) -> Tensor {
+        apply(name, Op::Binary(op), &[self, &self.scalar_like(s)]).expect("a scalar broadcasts")
+    }
+}
+
+fn or_panic(r: Result<Tensor>) -> Tensor {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+macro_rules! tensor_binop {
+    ($trait:ident, $method:ident, $name:literal, $op:ident) => {
+        impl ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                or_panic(binary($name, BinaryOp::$op, self, rhs))
+            }
+        }
+        impl ops::$trait<Tensor> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                or_panic(binary($name, BinaryOp::$op, &self, &rhs))
+            }
+        }
+        impl ops::$trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                or_panic(binary($name, BinaryOp::$op, &self, rhs))
+            }
+        }
+        impl ops::$trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                or_panic(binary($name, BinaryOp::$op, self, &rhs))
+            }
+        }
+        impl ops::$trait<f64> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f64) -> Tensor {
+                self.scalar_op($name, BinaryOp::$op, rhs)
+            }
+        }
+        impl ops::$trait<f64> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f64) -> Tensor {
+                self.scalar_op($name, BinaryOp::$op, rhs)
+            }
+        }
+    };
+}
+
+tensor_binop!(Add, add, "AddBackward0", Add);
+tensor_binop!(Sub, sub, "SubBackward0", Sub);
+tensor_binop!(Mul, mul, "MulBackward0", Mul);
+tensor_binop!(Div, div, "DivBackward0", Div);
+
+// scalar ⊕ tensor
+macro_rules! scalar_lhs {
+    ($trait:ident, $method:ident, |$s:ident, $t:ident| $body:expr) => {
+        impl ops::$trait<&Tensor> for f64 {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                let ($s, $t) = (self, rhs);
+                $body
+            }
+        }
+        impl ops::$trait<Tensor> for f64 {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                let ($s, $t) = (self, &rhs);
+                $body
+            }
+        }
+    };
+}
+
+scalar_lhs!(Add, add, |s, t| apply("AddBackward0", Op::Binary(BinaryOp::Add), &[&t.scalar_like(s), t])
+    .unwrap_or_else(|e| panic!("{e}")));
+scalar_lhs!(Mul, mul, |s, t| apply("MulBackward0", Op::Binary(BinaryOp::Mul), &[&t.scalar_like(s), t])
+    .unwrap_or_else(|e| panic!("{e}")));
+scalar_lhs!(Sub, sub, |s, t| t.rsub_scalar(s));
+scalar_lhs!(Div, div, |s, t| apply("DivBackward0", Op::Binary(BinaryOp::Div), &[&t.scalar_like(s), t])
+    .unwrap_or_else(|e| panic!("{e}")));
+
+impl ops::Neg for &Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(self)
+    }
+}
+
+impl ops::Neg for Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(&self)
+    }
+}
+
+// In place: `x += 1.0`, `x *= &y`, ... (see `add_` and friends for the rules).
+macro_rules! assign_op {
+    ($trait:ident, $method:ident, $inplace:ident) => {
+        impl ops::$trait<f64> for Tensor {
+            fn $method(&mut self, rhs: f64) {
+                let s = self.scalar_like(rhs);
+                self.$inplace(&s).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        impl ops::$trait<&Tensor> for Tensor {
+            fn $method(&mut self, rhs: &Tensor) {
+                self.$inplace(rhs).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    };
+}
+
+assign_op!(AddAssign, add_assign, add_);
+assign_op!(SubAssign, sub_assign, sub_);
+assign_op!(MulAssign, mul_assign, mul_);
+assign_op!(DivAssign, div_assign, div_);

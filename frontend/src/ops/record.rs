@@ -1,0 +1,173 @@
+//! Recording: every tensor op goes through [`apply`] (one primitive IR op) or [`apply_composite`]
+//! (a decomposition into primitives that autograd sees as one node, like PyTorch's `GeluBackward0`).
+//! Both build the lazy value; when gradients are recorded they also create the `grad_fn` node.
+
+use crate::autograd::mode::is_grad_enabled;
+use crate::autograd::node::{gradient_edge, Kind, Node, Saved, SavedResult, SavedTensor};
+use crate::autograd::plan::{replay, ReversePlan, Template};
+use crate::error::Result;
+use crate::expr::Expr;
+use crate::tensor::{Meta, Tensor};
+use kiln_ir::{BinaryOp, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+impl Tensor {
+    /// A constant tensor (kept as a `Constant` in the graph, so passes can fold it).
+    pub(crate) fn constant(lit: Literal, shape: Shape) -> Tensor {
+        Tensor::from_expr(Expr::constant(lit, shape))
+    }
+}
+
+fn records(inputs: &[&Tensor], out_is_float: bool) -> bool {
+    out_is_float && is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
+fn is_view_op(op: &Op) -> bool {
+    matches!(op, Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. })
+}
+
+/// `op(inputs)` as a new tensor; its `grad_fn` (if recorded) is called `name`.
+pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+    let expr = Expr::apply(op.clone(), inputs.iter().map(|t| t.expr()).collect())?;
+    let view = is_view_op(&op);
+    if !records(inputs, expr.dtype.is_float()) {
+        return Ok(Tensor::build(expr, Meta::default(), view));
+    }
+    let (mut graph, nodes) = template_inputs(inputs);
+    let output = graph.add(op, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
+    let template = Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output };
+    record(Cow::Borrowed(name), template, inputs, expr, view)
+}
+
+/// A composite: `build` appends primitives computing it from the inputs' nodes. The forward value
+/// is those primitives; autograd records one node named `name` whose backward is the autodiff of
+/// the whole decomposition.
+pub(crate) fn apply_composite(
+    name: &'static str,
+    inputs: &[&Tensor],
+    build: impl FnOnce(&mut Graph, &[NodeId]) -> kiln_ir::Result<NodeId>,
+) -> Result<Tensor> {
+    let (mut graph, nodes) = template_inputs(inputs);
+    let output = build(&mut graph, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
+    let template = Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output };
+    let value = {
+        let _g = crate::autograd::mode::no_grad();
+        let mut bound: HashMap<NodeId, Tensor> = HashMap::new();
+        for (t, n) in inputs.iter().zip(&template.inputs) {
+            if let Some(n) = n {
+                bound.insert(*n, (*t).clone());
+            }
+        }
+        let order: Vec<NodeId> =
+            template.graph.topo_order()?.into_iter().filter(|n| !bound.contains_key(n)).collect();
+        replay(&template.graph, &order, &mut bound)?;
+        bound[&template.output].clone()
+    };
+    let expr = value.expr();
+    if !records(inputs, expr.dtype.is_float()) {
+        return Ok(Tensor::from_expr(expr));
+    }
+    record(Cow::Borrowed(name), template, inputs, expr, false)
+}
+
+/// A graph with one node per input: constant operands that need no gradient are embedded as
+/// `Constant`s (so rules like `x.pow(2)` fold), everything else is an `Input`.
+fn template_inputs(inputs: &[&Tensor]) -> (Graph, Vec<(Option<NodeId>, NodeId)>) {
+    let mut g = Graph::new();
+    let nodes = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let e = t.expr();
+            match e.literal() {
+                Some(lit) if !t.requires_grad() => {
+                    (None, g.constant(lit, e.shape.clone()).expect("a literal matches its shape"))
+                }
+                _ => {
+                    let n = g.input(format!("x{i}"), e.dtype, e.shape.clone());
+                    (Some(n), n)
+                }
+            }
+        })
+        .collect();
+    (g, nodes)
+}
+
+fn record(
+    name: Cow<'static, str>,
+    template: Template,
+    inputs: &[&Tensor],
+    expr: Arc<Expr>,
+    view: bool,
+) -> Result<Tensor> {
+    let needs: Vec<bool> = inputs.iter().map(|t| t.requires_grad() && t.dtype().is_float()).collect();
+    let plan = ReversePlan::new(template, &needs)?;
+    let next = inputs.iter().zip(&needs).map(|(t, &n)| if n { gradient_edge(t) } else { None }).collect();
+    let saved_inputs = inputs
+        .iter()
+        .zip(&plan.uses_input)
+        .map(|(t, &u)| if u { SavedTensor::new(t).map(Some) } else { Ok(None) })
+        .collect::<Result<Vec<_>>>()?;
+    let uses_result = plan.uses_result;
+    let outputs = vec![(expr.dtype, expr.shape.clone())];
+    let saved = Saved { released: false, inputs: saved_inputs, result: None };
+    let node = Node::new(name, Kind::Graph(Arc::new(plan)), next, outputs, saved);
+    let out = Tensor::build(expr, Meta { grad_fn: Some(node.clone()), ..Meta::default() }, view);
+    if uses_result {
+        node.saved().result = Some(SavedResult {
+            expr: out.expr(),
+            version_counter: out.0.version.clone(),
+            version: 0,
+            node: Arc::downgrade(&node),
+            shape: out.0.shape.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The `grad_fn` name of an IR op replayed in a backward pass (under `create_graph`).
+pub(crate) fn default_name(op: &Op) -> &'static str {
+    match op {
+        Op::Input { .. } | Op::Constant(_) => "ConstantBackward0",
+        Op::Unary(u) => match u {
+            UnaryOp::Neg => "NegBackward0",
+            UnaryOp::Abs => "AbsBackward0",
+            UnaryOp::Exp => "ExpBackward0",
+            UnaryOp::Log => "LogBackward0",
+            UnaryOp::Sqrt => "SqrtBackward0",
+            UnaryOp::Reciprocal => "ReciprocalBackward0",
+            UnaryOp::Tanh => "TanhBackward0",
+            UnaryOp::Sigmoid => "SigmoidBackward0",
+            UnaryOp::Relu => "ReluBackward0",
+            UnaryOp::Erf => "ErfBackward0",
+            UnaryOp::Sin => "SinBackward0",
+            UnaryOp::Cos => "CosBackward0",
+            UnaryOp::Sign => "SignBackward0",
+        },
+        Op::Binary(b) => match b {
+            BinaryOp::Add => "AddBackward0",
+            BinaryOp::Sub => "SubBackward0",
+            BinaryOp::Mul => "MulBackward0",
+            BinaryOp::Div => "DivBackward0",
+            BinaryOp::Pow => "PowBackward1",
+            BinaryOp::Max => "MaximumBackward0",
+            BinaryOp::Min => "MinimumBackward0",
+        },
+        Op::Compare(_) => "CompareBackward0",
+        Op::Where => "WhereBackward0",
+        Op::Cast { .. } => "ToCopyBackward0",
+        Op::Reduce { op, .. } => match op {
+            ReduceOp::Sum => "SumBackward1",
+            ReduceOp::Mean => "MeanBackward1",
+            ReduceOp::Max => "AmaxBackward0",
+        },
+        Op::MatMul => "MmBackward0",
+        Op::Reshape { .. } => "ViewBackward0",
+        Op::Transpose { .. } => "PermuteBackward0",
+        Op::Expand { .. } => "ExpandBackward0",
+        Op::Slice { .. } => "SliceBackward0",
+        Op::Concat { .. } => "CatBackward0",
+    }
+}

@@ -1,0 +1,215 @@
+//! `Tensor`: a cheap handle (an `Arc`) to a lazily computed array plus its autograd state.
+
+use crate::autograd::node::{HookList, Node};
+use crate::error::{Error, Result};
+use crate::expr::Expr;
+use kiln_ir::interp::Value;
+use kiln_ir::{DType, Literal, Shape};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+/// An n-dimensional array that records the operations applied to it, like a PyTorch tensor.
+///
+/// `Clone` copies the handle: both handles are the same tensor (PyTorch's `b = a`). The deep copy
+/// that is recorded in the graph is [`Tensor::deep_clone`] (PyTorch's `clone()`).
+///
+/// ```
+/// use kiln_frontend::Tensor;
+/// let x = Tensor::ones(&[2, 2]).requires_grad_(true);
+/// let y = &x + 2.0;
+/// assert_eq!(y.grad_fn().unwrap().name(), "AddBackward0");
+/// assert_eq!(y.to_vec_f64().unwrap(), vec![3.0; 4]);
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorImpl>);
+
+pub(crate) struct TensorImpl {
+    pub dtype: DType,
+    pub shape: Shape,
+    /// The current value. Shared by `detach()` and `data()` aliases; in-place ops swap it.
+    pub storage: Arc<Storage>,
+    /// Bumped by every in-place op. Shared by `detach()` aliases, not by `data()` ones.
+    pub version: Arc<AtomicU64>,
+    pub meta: Mutex<Meta>,
+    /// Created in inference mode: may not be saved for backward.
+    pub inference: bool,
+    /// Made by a view op (reshape, transpose, slice, ...). kiln's views do not alias their base,
+    /// so in-place ops on them are refused rather than silently diverging from PyTorch.
+    pub is_view: bool,
+}
+
+pub(crate) struct Storage {
+    expr: Mutex<Arc<Expr>>,
+}
+
+impl Storage {
+    pub fn new(e: Arc<Expr>) -> Arc<Storage> {
+        Arc::new(Storage { expr: Mutex::new(e) })
+    }
+    pub fn get(&self) -> Arc<Expr> {
+        self.expr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set(&self, e: Arc<Expr>) {
+        *self.expr.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+/// Autograd state of one tensor.
+#[derive(Default)]
+pub(crate) struct Meta {
+    /// For leaves: whether gradients are accumulated into `grad`.
+    pub requires_grad: bool,
+    pub grad_fn: Option<Arc<Node>>,
+    pub output_nr: usize,
+    pub grad: Option<Tensor>,
+    pub retains_grad: bool,
+    /// Hooks of a leaf (a non-leaf's hooks live on its `grad_fn`).
+    pub hooks: HookList,
+    pub grad_accumulator: Weak<Node>,
+}
+
+impl Tensor {
+    // ----- construction (crate-internal) ------------------------------------------------------
+
+    pub(crate) fn build(expr: Arc<Expr>, meta: Meta, is_view: bool) -> Tensor {
+        Tensor(Arc::new(TensorImpl {
+            dtype: expr.dtype,
+            shape: expr.shape.clone(),
+            storage: Storage::new(expr),
+            version: Arc::new(AtomicU64::new(0)),
+            meta: Mutex::new(meta),
+            inference: crate::autograd::mode::is_inference_mode_enabled(),
+            is_view,
+        }))
+    }
+
+    /// A tensor without autograd history holding `expr`.
+    pub(crate) fn from_expr(expr: Arc<Expr>) -> Tensor {
+        Tensor::build(expr, Meta::default(), false)
+    }
+
+    pub(crate) fn from_value(v: Value) -> Tensor {
+        Tensor::from_expr(Expr::ready(v))
+    }
+
+    /// A constant of this tensor's dtype (used for scalars in arithmetic).
+    pub(crate) fn scalar_like(&self, v: f64) -> Tensor {
+        Tensor::from_expr(Expr::constant(Literal::scalar(self.0.dtype, v), Shape::scalar()))
+    }
+
+    pub(crate) fn expr(&self) -> Arc<Expr> {
+        self.0.storage.get()
+    }
+
+    pub(crate) fn meta(&self) -> MutexGuard<'_, Meta> {
+        self.0.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.0.version.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn bump_version(&self) {
+        self.0.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True if `a` and `b` are handles to the same tensor.
+    pub fn same(a: &Tensor, b: &Tensor) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+
+    /// True if `a` and `b` share storage (e.g. one is the other's `detach()` or `data()`).
+    pub fn shares_storage(a: &Tensor, b: &Tensor) -> bool {
+        Arc::ptr_eq(&a.0.storage, &b.0.storage)
+    }
+
+    // ----- type and shape ---------------------------------------------------------------------
+
+    pub fn dtype(&self) -> DType {
+        self.0.dtype
+    }
+
+    /// The extent of each dimension (PyTorch's `shape` / `size()`).
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape.dims()
+    }
+
+    /// Number of dimensions.
+    pub fn dim(&self) -> usize {
+        self.0.shape.rank()
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.0.shape.numel()
+    }
+
+    /// Extent of dimension `d` (negative counts from the end).
+    pub fn size(&self, d: i64) -> Result<usize> {
+        let ax = self.norm_dim(d)?;
+        Ok(self.0.shape.0[ax])
+    }
+
+    pub(crate) fn norm_dim(&self, d: i64) -> Result<usize> {
+        kiln_ir::normalize_axis(d, self.dim()).ok_or_else(|| {
+            let r = self.dim() as i64;
+            Error::Op(format!(
+                "Dimension out of range (expected to be in range of [{}, {}], but got {d})",
+                -r.max(1),
+                (r - 1).max(0)
+            ))
+        })
+    }
+
+    // ----- values -----------------------------------------------------------------------------
+
+    /// Computes the value (and everything pending behind it).
+    pub(crate) fn value(&self) -> Result<Arc<Value>> {
+        self.expr().get()
+    }
+
+    /// The elements in row-major order, as f64.
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        Ok(self.value()?.to_f64_vec())
+    }
+
+    /// The elements in row-major order, as f32.
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.value()?.to_f64_vec().into_iter().map(|v| v as f32).collect())
+    }
+
+    /// The value of a one-element tensor (PyTorch's `item()`).
+    ///
+    /// ```
+    /// let t = kiln_frontend::Tensor::full(&[1], 2.5);
+    /// assert_eq!(t.item().unwrap(), 2.5);
+    /// assert!(kiln_frontend::Tensor::ones(&[2]).item().is_err());
+    /// ```
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::Op(format!(
+                "a Tensor with {} elements cannot be converted to Scalar",
+                self.numel()
+            )));
+        }
+        Ok(self.to_vec_f64()?[0])
+    }
+
+    /// The value as an `ndarray` array of f64.
+    pub fn to_ndarray_f64(&self) -> Result<ndarray::ArrayD<f64>> {
+        let v = self.to_vec_f64()?;
+        ndarray::ArrayD::from_shape_vec(self.shape().to_vec(), v).map_err(|e| Error::Op(e.to_string()))
+    }
+
+    /// The value as an `ndarray` array of f32.
+    pub fn to_ndarray_f32(&self) -> Result<ndarray::ArrayD<f32>> {
+        let v = self.to_vec_f32()?;
+        ndarray::ArrayD::from_shape_vec(self.shape().to_vec(), v).map_err(|e| Error::Op(e.to_string()))
+    }
+}
+
+// Tensor is shared across threads (SEEDS 9.1).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tensor>();
+};
