@@ -1,9 +1,19 @@
 //! # kiln
 //!
-//! PyTorch's autograd experience in Rust, run like a compiler. This facade crate re-exports the
-//! workspace's crates; see `ARCHITECTURE.md` for where each concern lives.
+//! PyTorch's autograd experience in Rust, run like a compiler: tensor code is traced into an
+//! ONNX-style IR, autodiff appends the reverse graph, and a backend executes it. This facade
+//! re-exports the Tensor API of `kiln-frontend` at the top level, and the lower layers as modules
+//! ([`ir`], [`passes`], [`codegen`]). `ARCHITECTURE.md` maps where each concern lives.
+//!
+//! ```
+//! use kiln::Tensor;
+//! let x = Tensor::ones(&[2, 2]).requires_grad_(true);
+//! let out = ((&x + 2.0) * (&x + 2.0) * 3.0).mean();
+//! out.backward().unwrap();
+//! assert_eq!(x.grad().unwrap().to_vec_f64().unwrap(), vec![4.5; 4]);
+//! ```
 
 pub use kiln_codegen as codegen;
-pub use kiln_frontend as frontend;
+pub use kiln_frontend::*;
 pub use kiln_ir as ir;
 pub use kiln_passes as passes;

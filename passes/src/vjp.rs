@@ -8,7 +8,7 @@
 
 use crate::autodiff::{full_like, sum_to};
 use crate::error::Result;
-use kiln_ir::{BinaryOp, CompareOp, Graph, NodeId, Op, ReduceOp, SliceRange, UnaryOp};
+use kiln_ir::{BinaryOp, CompareOp, Graph, NodeId, Op, ReduceOp, Shape, SliceRange, UnaryOp};
 
 /// The gradient contribution of node `y = op(xs)` to its operand `xs[slot]`, given the incoming
 /// gradient `gy` (same type as `y`). `None` means the operand receives no gradient through this
@@ -261,15 +261,21 @@ fn transpose_last2(g: &mut Graph, v: NodeId) -> Result<NodeId> {
 fn matmul(g: &mut Graph, xs: &[NodeId], slot: usize, gy: NodeId) -> Result<NodeId> {
     let (a, b) = (xs[0], xs[1]);
     let (sa, sb) = (g.node(a).shape.clone(), g.node(b).shape.clone());
-    let a2 = if sa.rank() == 1 { g.reshape(a, vec![1, sa.0[0]])? } else { a };
-    let b2 = if sb.rank() == 1 { g.reshape(b, vec![sb.0[0], 1])? } else { b };
-    let (s_a2, s_b2) = (g.node(a2).shape.clone(), g.node(b2).shape.clone());
+    let promoted = |s: &Shape, front: bool| match (s.rank(), front) {
+        (1, true) => Shape(vec![1, s.0[0]]),
+        (1, false) => Shape(vec![s.0[0], 1]),
+        _ => s.clone(),
+    };
+    let (s_a2, s_b2) = (promoted(&sa, true), promoted(&sb, false));
     let out2 = kiln_ir::op::matmul_shape(&s_a2, &s_b2).map_err(crate::Error::Autodiff)?;
     let gy2 = if g.node(gy).shape == out2 { gy } else { g.reshape(gy, out2.0.clone())? };
+    // Only the other operand is read: promote just that one.
     let (d2, target2, target) = if slot == 0 {
+        let b2 = if s_b2 == sb { b } else { g.reshape(b, s_b2.0.clone())? };
         let bt = transpose_last2(g, b2)?;
         (g.matmul(gy2, bt)?, s_a2, sa)
     } else {
+        let a2 = if s_a2 == sa { a } else { g.reshape(a, s_a2.0.clone())? };
         let at = transpose_last2(g, a2)?;
         (g.matmul(at, gy2)?, s_b2, sb)
     };
