@@ -4,10 +4,13 @@
 //!
 //! - [`autodiff`]: appends the reverse graph (vector–Jacobian products built from ordinary IR ops,
 //!   so differentiating again gives higher derivatives). The rule for each op lives in [`vjp`].
+//! - [`simplify`]: constant folding, algebraic identities, CSE, dead-code elimination.
 
 pub mod autodiff;
 pub mod error;
+pub mod simplify;
 pub mod vjp;
 
 pub use autodiff::{grad, ones_like, sum_to};
 pub use error::{Error, Result};
+pub use simplify::{simplify, SimplifyStats};
