@@ -10,6 +10,9 @@ pub enum Error {
     /// The request given to autodiff does not fit the graph.
     #[error("autodiff: {0}")]
     Autodiff(String),
+    /// A schedule (fusion output) breaks an invariant, or cannot be executed as given.
+    #[error("schedule: {0}")]
+    Schedule(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,6 +8,7 @@
 
 pub mod autodiff;
 pub mod error;
+pub mod kernel;
 pub mod simplify;
 pub mod vjp;
 
