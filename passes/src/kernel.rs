@@ -60,7 +60,10 @@ impl Access {
 /// One SSA instruction of a kernel.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KOp {
-    Load { buffer: BufferId, access: Access },
+    Load {
+        buffer: BufferId,
+        access: Access,
+    },
     Const(f64),
     Unary(UnaryOp, ValueId),
     Binary(BinaryOp, ValueId, ValueId),
@@ -233,7 +236,10 @@ impl Schedule {
                             KOp::Unary(_, a) | KOp::Cast(a) => vec![*a],
                             KOp::Reduce(_, a) => {
                                 if post[*a] {
-                                    return bad(&k.name, format!("reduce %{i} reduces an already reduced value"));
+                                    return bad(
+                                        &k.name,
+                                        format!("reduce %{i} reduces an already reduced value"),
+                                    );
                                 }
                                 vec![*a]
                             }
@@ -265,7 +271,10 @@ impl Schedule {
                     for (what, op, shape) in [("a", &mm.a, &sa), ("b", &mm.b, &sb)] {
                         let buf = &self.buffers[op.buffer];
                         let ok = op.access.strides.len() == shape.len()
-                            && op.access.range(shape).is_none_or(|(lo, hi)| lo >= 0 && (hi as usize) < buf.numel);
+                            && op
+                                .access
+                                .range(shape)
+                                .is_none_or(|(lo, hi)| lo >= 0 && (hi as usize) < buf.numel);
                         if !ok {
                             return bad(&mm.name, format!("operand {what} leaves its buffer"));
                         }
@@ -301,7 +310,9 @@ fn gather(buf: &Value, access: &Access, shape: &[usize]) -> Value {
     macro_rules! g {
         ($a:expr, $v:ident) => {{
             let flat: Vec<_> = $a.iter().copied().collect();
-            Value::$v(ndarray::ArrayD::from_shape_vec(sh, offs.iter().map(|&o| flat[o]).collect()).expect("shape"))
+            Value::$v(
+                ndarray::ArrayD::from_shape_vec(sh, offs.iter().map(|&o| flat[o]).collect()).expect("shape"),
+            )
         }};
     }
     match buf {
@@ -334,7 +345,8 @@ fn scatter(buf: &mut Value, access: &Access, shape: &[usize], v: &Value) {
 
 /// The operands' shapes broadcast together (for the node passed to the interpreter).
 fn bshape(vals: &[&Value]) -> Shape {
-    vals.iter().fold(Shape::scalar(), |s, v| kiln_ir::broadcast_shapes(&s, &v.shape()).expect("broadcastable"))
+    vals.iter()
+        .fold(Shape::scalar(), |s, v| kiln_ir::broadcast_shapes(&s, &v.shape()).expect("broadcastable"))
 }
 
 fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
@@ -345,15 +357,25 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
     for ins in &k.instrs {
         let v = match &ins.op {
             KOp::Load { buffer, access } => gather(&bufs[*buffer], access, &k.domain),
-            KOp::Const(c) => Value::from_literal(&Literal::scalar(ins.dtype, *c), &Shape::scalar()).map_err(ierr)?,
+            KOp::Const(c) => {
+                Value::from_literal(&Literal::scalar(ins.dtype, *c), &Shape::scalar()).map_err(ierr)?
+            }
             KOp::Reduce(op, a) => {
                 // Reduce over the reduced axes of the full domain (an outer operand is broadcast).
                 let full = {
-                    let node = Node { op: Op::Expand { shape: k.domain.clone() }, dtype: ins.dtype, shape: Shape(k.domain.clone()) };
+                    let node = Node {
+                        op: Op::Expand { shape: k.domain.clone() },
+                        dtype: ins.dtype,
+                        shape: Shape(k.domain.clone()),
+                    };
                     eval_node(&node, &[&vals[*a]]).map_err(ierr)?
                 };
                 let axes = k.reduce_axes.iter().map(|&a| a as i64).collect();
-                let node = Node { op: Op::Reduce { op: *op, axes, keepdims: true }, dtype: ins.dtype, shape: Shape(outer_shape.clone()) };
+                let node = Node {
+                    op: Op::Reduce { op: *op, axes, keepdims: true },
+                    dtype: ins.dtype,
+                    shape: Shape(outer_shape.clone()),
+                };
                 eval_node(&node, &[&full]).map_err(ierr)?
             }
             op => {
@@ -377,7 +399,8 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
     for s in &k.stores {
         let v = &vals[s.value];
         let shape = if post[s.value] && !inner[s.value] { outer_shape.clone() } else { k.domain.clone() };
-        let node = Node { op: Op::Expand { shape: shape.clone() }, dtype: v.dtype(), shape: Shape(shape.clone()) };
+        let node =
+            Node { op: Op::Expand { shape: shape.clone() }, dtype: v.dtype(), shape: Shape(shape.clone()) };
         let full = eval_node(&node, &[v]).map_err(ierr)?;
         scatter(&mut bufs[s.buffer], &s.access, &shape, &full);
     }
@@ -402,7 +425,11 @@ fn run_matmul(mm: &MatMulStep, bufs: &mut [Value]) -> Result<()> {
 /// Runs a schedule with the reference semantics: the oracle for fusion and compiled kernels.
 pub fn execute(s: &Schedule, inputs: &[Value]) -> Result<Vec<Value>> {
     if inputs.len() != s.inputs.len() {
-        return Err(Error::Schedule(format!("schedule takes {} inputs, got {}", s.inputs.len(), inputs.len())));
+        return Err(Error::Schedule(format!(
+            "schedule takes {} inputs, got {}",
+            s.inputs.len(),
+            inputs.len()
+        )));
     }
     let mut bufs: Vec<Value> = s
         .buffers
@@ -427,7 +454,10 @@ pub fn execute(s: &Schedule, inputs: &[Value]) -> Result<Vec<Value>> {
     }
     s.outputs
         .iter()
-        .map(|(b, shape)| Value::from_literal(&bufs[*b].to_literal(), &Shape(shape.clone())).map_err(|e| Error::Schedule(e.to_string())))
+        .map(|(b, shape)| {
+            Value::from_literal(&bufs[*b].to_literal(), &Shape(shape.clone()))
+                .map_err(|e| Error::Schedule(e.to_string()))
+        })
         .collect()
 }
 
@@ -461,7 +491,9 @@ impl fmt::Display for Schedule {
                     writeln!(f, "kernel {} over {:?}{red} {{", k.name, k.domain)?;
                     for (i, ins) in k.instrs.iter().enumerate() {
                         let body = match &ins.op {
-                            KOp::Load { buffer, access } => format!("load b{buffer}[{}]", access_text(access)),
+                            KOp::Load { buffer, access } => {
+                                format!("load b{buffer}[{}]", access_text(access))
+                            }
                             KOp::Const(c) => format!("const {c:?}"),
                             KOp::Unary(u, a) => format!("{}(%{a})", u.name()),
                             KOp::Binary(b, x, y) => format!("{}(%{x}, %{y})", b.name()),

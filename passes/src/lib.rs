@@ -8,10 +8,13 @@
 
 pub mod autodiff;
 pub mod error;
+pub mod fusion;
 pub mod kernel;
 pub mod simplify;
 pub mod vjp;
+pub mod workloads;
 
 pub use autodiff::{grad, ones_like, sum_to};
 pub use error::{Error, Result};
+pub use fusion::schedule;
 pub use simplify::{simplify, SimplifyStats};

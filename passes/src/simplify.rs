@@ -53,9 +53,13 @@ fn literal_of(g: &Graph, id: NodeId) -> Option<&Literal> {
     }
 }
 
-/// The uniform value of a constant operand (`Some(1.0)` for a constant of ones).
+/// The uniform value of a constant operand (`Some(1.0)` for a constant of ones), looking
+/// through `Expand`s of constants (how broadcast seeds like `ones_like` are built).
 fn uniform(g: &Graph, id: NodeId) -> Option<f64> {
-    literal_of(g, id)?.uniform_value()
+    match &g.node(id).op {
+        Op::Expand { .. } => uniform(g, g.operands(id)[0]),
+        _ => literal_of(g, id)?.uniform_value(),
+    }
 }
 
 fn fold_and_rewrite(g: &mut Graph, stats: &mut SimplifyStats) -> Result<()> {
@@ -142,13 +146,20 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
         },
         Op::Reshape { shape: to } => {
             let inner = xs[0];
-            if g.node(inner).shape.0 == to {
-                Some(inner)
-            } else if let Op::Reshape { .. } = g.node(inner).op {
-                let src = g.operands(inner)[0];
-                Some(g.reshape(src, to)?)
-            } else {
-                None
+            let single_use = g.users(inner).len() == 1 && !g.outputs().contains(&inner);
+            match g.node(inner).op.clone() {
+                _ if g.node(inner).shape.0 == to => Some(inner),
+                Op::Reshape { .. } => {
+                    let src = g.operands(inner)[0];
+                    Some(g.reshape(src, to)?)
+                }
+                // Dropping the kept unit axes of a reduction: reduce without keeping them.
+                Op::Reduce { op, axes, keepdims: true } if single_use => {
+                    let src = g.operands(inner)[0];
+                    let r = g.reduce(op, src, axes, false)?;
+                    (g.node(r).shape.0 == to).then_some(r)
+                }
+                _ => None,
             }
         }
         Op::Transpose { perm } => {
