@@ -19,9 +19,10 @@ proptest! {
     fn schedules_compute_what_graphs_compute((g, inputs) in arb_graph_with_inputs(GraphConfig::default())) {
         let vals = values(&g, &inputs);
         let want = run(&g, &vals).unwrap();
-        let mut s = g.clone();
-        simplify(&mut s).unwrap();
-        let sched = schedule(&s).map_err(|e| TestCaseError::fail(format!("{e}\n{}", s.to_text())))?;
+        // The whole pipeline: verify, simplify, fusion, plan.
+        let c = kiln_passes::pipeline::compile(&g, &Default::default())
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", g.to_text())))?;
+        let (s, sched) = (c.graph, c.schedule);
         let got = execute(&sched, &vals).map_err(|e| TestCaseError::fail(format!("{e}\n{}\n{sched}", s.to_text())))?;
         prop_assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(&want) {
@@ -106,4 +107,103 @@ fn workload_schedules_match_the_interpreter() {
             assert!(allclose(a, b, 1e-5, 1e-6), "{sched}\n{a:?}\nvs\n{b:?}");
         }
     }
+}
+
+/// Two computed buffers that are alive at the same step never share arena bytes, except a
+/// buffer written in place over one that dies in that same step.
+fn check_plan(s: &kiln_passes::kernel::Schedule) -> Result<(), String> {
+    let live = kiln_passes::plan::live_ranges(s);
+    let bufs: Vec<(usize, (usize, usize), (usize, usize))> = s
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.role == kiln_passes::kernel::Role::Computed)
+        .filter_map(|(i, b)| {
+            let (off, (a, z)) = (b.arena_offset?, live[i]?);
+            Some((i, (off, off + b.bytes()), (a, z)))
+        })
+        .collect();
+    for (i, (o1, e1), (a1, z1)) in &bufs {
+        if *e1 > s.arena_bytes {
+            return Err(format!("b{i} ends past the arena"));
+        }
+        for (j, (o2, e2), (a2, z2)) in &bufs {
+            let overlap_mem = o1 < e2 && o2 < e1 && e1 > o1 && e2 > o2;
+            let overlap_time = a1 <= z2 && a2 <= z1;
+            let handoff = z1 == a2 || z2 == a1;
+            if i < j && overlap_mem && overlap_time && !handoff {
+                return Err(format!("b{i} and b{j} overlap in memory and time"));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn memory_plans_never_overlap_live_buffers(g in kiln_ir::testing::arb_graph(GraphConfig::default().with_max_nodes(16))) {
+        let mut g = g;
+        simplify(&mut g).unwrap();
+        let mut s = schedule(&g).unwrap();
+        let plan = kiln_passes::plan_memory(&mut s);
+        prop_assert!(plan.arena_bytes <= plan.naive_bytes.div_ceil(64) * 64 + 64 * s.buffers.len());
+        check_plan(&s).map_err(|e| TestCaseError::fail(format!("{e}\n{s}")))?;
+    }
+}
+
+#[test]
+fn planned_memory_of_the_workloads() {
+    let mut lines = Vec::new();
+    for (name, g) in [
+        ("W1 fwd+bwd 2^24", kiln_passes::workloads::w1(1 << 24, true).unwrap()),
+        ("MLP 256x784-1024-1024-10", kiln_passes::workloads::mlp(256, &[784, 1024, 1024, 10]).unwrap()),
+        ("LayerNorm+GELU 4096x1024", kiln_passes::workloads::layer_norm_gelu(4096, 1024).unwrap()),
+    ] {
+        let mut g = g;
+        simplify(&mut g).unwrap();
+        let mut s = schedule(&g).unwrap();
+        let plan = kiln_passes::plan_memory(&mut s);
+        check_plan(&s).unwrap();
+        lines.push(format!(
+            "{name}: {} steps, computed buffers {} B unshared, arena {} B, {} in place",
+            s.steps.len(),
+            plan.naive_bytes,
+            plan.arena_bytes,
+            plan.in_place
+        ));
+    }
+    insta::assert_snapshot!(lines.join("\n"));
+}
+
+#[test]
+fn pipeline_dumps_every_stage() {
+    let dir = std::env::temp_dir().join(format!("kiln-dump-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let g = kiln_passes::workloads::w1(64, true).unwrap();
+    let opts = kiln_passes::pipeline::PipelineOptions { dump_dir: Some(dir.clone()) };
+    let c = kiln_passes::pipeline::compile(&g, &opts).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let hash = format!("{:016x}", c.report.graph_hash);
+    let stripped: Vec<String> = names.iter().map(|n| n.replace(&hash, "H")).collect();
+    assert_eq!(
+        stripped,
+        [
+            "H.0-input.dot",
+            "H.0-input.json",
+            "H.0-input.txt",
+            "H.1-simplify.dot",
+            "H.1-simplify.json",
+            "H.1-simplify.txt",
+            "H.2-fusion.schedule.txt",
+            "H.3-plan.report.txt",
+            "H.3-plan.schedule.txt",
+        ]
+    );
+    let report = std::fs::read_to_string(dir.join(format!("{hash}.3-plan.report.txt"))).unwrap();
+    assert!(report.contains("steps: 1 kernels, 0 matmuls"), "{report}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
