@@ -114,7 +114,7 @@ impl Dumper {
 pub fn compile(g: &Graph, opts: &PipelineOptions) -> Result<Compiled> {
     let mut report = Report { graph_hash: g.structural_hash(), nodes_before: g.len(), ..Report::default() };
     let mut dump = Dumper { dir: opts.dump_dir.clone(), hash: report.graph_hash, order: 0 };
-    let mut timed = |name: &'static str, t: Instant, report: &mut Report| {
+    let timed = |name: &'static str, t: Instant, report: &mut Report| {
         report.pass_micros.push((name, t.elapsed().as_secs_f64() * 1e6));
     };
     dump.graph("input", g)?;
