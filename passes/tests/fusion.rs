@@ -113,7 +113,9 @@ fn workload_schedules_match_the_interpreter() {
 /// buffer written in place over one that dies in that same step.
 fn check_plan(s: &kiln_passes::kernel::Schedule) -> Result<(), String> {
     let live = kiln_passes::plan::live_ranges(s);
-    let bufs: Vec<(usize, (usize, usize), (usize, usize))> = s
+    // (buffer, arena byte range, live step range)
+    type Span = (usize, (usize, usize), (usize, usize));
+    let bufs: Vec<Span> = s
         .buffers
         .iter()
         .enumerate()
