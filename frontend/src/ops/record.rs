@@ -11,7 +11,7 @@ use crate::tensor::{Meta, Tensor};
 use kiln_ir::{BinaryOp, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 impl Tensor {
     /// A constant tensor (kept as a `Constant` in the graph, so passes can fold it).
@@ -35,10 +35,58 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
     if !records(inputs, expr.dtype.is_float()) {
         return Ok(Tensor::build(expr, Meta::default(), view));
     }
-    let (mut graph, nodes) = template_inputs(inputs);
-    let output = graph.add(op, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
-    let template = Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output };
-    record(Cow::Borrowed(name), template, inputs, expr, view)
+    let needs = needs_grad(inputs);
+    let key = PlanKey {
+        op: op.clone(),
+        inputs: inputs.iter().map(|t| (t.dtype(), t.0.shape.clone(), constant_operand(t))).collect(),
+        needs: needs.clone(),
+    };
+    let plan = cached_plan(key, || {
+        let (mut graph, nodes) = template_inputs(inputs);
+        let output = graph.add(op, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
+        ReversePlan::new(Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output }, &needs)
+    })?;
+    record(Cow::Borrowed(name), plan, inputs, expr, view)
+}
+
+/// What identifies a primitive op's reverse plan: the op, each operand's type (and value, for
+/// the constants embedded in the template) and which operands need gradients.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PlanKey {
+    op: Op,
+    inputs: Vec<(kiln_ir::DType, Shape, Option<Literal>)>,
+    needs: Vec<bool>,
+}
+
+/// Reverse plans of primitive ops, shared: a training loop records the same ops every step, and
+/// running the autodiff pass for each of them every time would dominate small steps.
+static PLANS: Mutex<Option<HashMap<PlanKey, Arc<ReversePlan>>>> = Mutex::new(None);
+const PLAN_CACHE_LIMIT: usize = 4096;
+
+fn cached_plan(key: PlanKey, make: impl FnOnce() -> Result<ReversePlan>) -> Result<Arc<ReversePlan>> {
+    if let Some(p) = PLANS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+        return Ok(p.clone());
+    }
+    let plan = Arc::new(make()?);
+    let mut cache = PLANS.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if cache.len() >= PLAN_CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, plan.clone());
+    Ok(plan)
+}
+
+fn needs_grad(inputs: &[&Tensor]) -> Vec<bool> {
+    inputs.iter().map(|t| t.requires_grad() && t.dtype().is_float()).collect()
+}
+
+/// The literal of an operand that the template embeds as a constant.
+fn constant_operand(t: &Tensor) -> Option<Literal> {
+    if t.requires_grad() {
+        return None;
+    }
+    t.expr().literal()
 }
 
 /// A composite: `build` appends primitives computing it from the inputs' nodes. The forward value
@@ -69,7 +117,8 @@ pub(crate) fn apply_composite(
     if !records(inputs, expr.dtype.is_float()) {
         return Ok(Tensor::from_expr(expr));
     }
-    record(Cow::Borrowed(name), template, inputs, expr, false)
+    let plan = Arc::new(ReversePlan::new(template, &needs_grad(inputs))?);
+    record(Cow::Borrowed(name), plan, inputs, expr, false)
 }
 
 /// A graph with one node per input: constant operands that need no gradient are embedded as
@@ -81,11 +130,9 @@ fn template_inputs(inputs: &[&Tensor]) -> (Graph, Vec<(Option<NodeId>, NodeId)>)
         .enumerate()
         .map(|(i, t)| {
             let e = t.expr();
-            match e.literal() {
-                Some(lit) if !t.requires_grad() => {
-                    (None, g.constant(lit, e.shape.clone()).expect("a literal matches its shape"))
-                }
-                _ => {
+            match constant_operand(t) {
+                Some(lit) => (None, g.constant(lit, e.shape.clone()).expect("a literal matches its shape")),
+                None => {
                     let n = g.input(format!("x{i}"), e.dtype, e.shape.clone());
                     (Some(n), n)
                 }
@@ -97,13 +144,12 @@ fn template_inputs(inputs: &[&Tensor]) -> (Graph, Vec<(Option<NodeId>, NodeId)>)
 
 fn record(
     name: Cow<'static, str>,
-    template: Template,
+    plan: Arc<ReversePlan>,
     inputs: &[&Tensor],
     expr: Arc<Expr>,
     view: bool,
 ) -> Result<Tensor> {
-    let needs: Vec<bool> = inputs.iter().map(|t| t.requires_grad() && t.dtype().is_float()).collect();
-    let plan = ReversePlan::new(template, &needs)?;
+    let needs = needs_grad(inputs);
     let next = inputs.iter().zip(&needs).map(|(t, &n)| if n { gradient_edge(t) } else { None }).collect();
     let saved_inputs = inputs
         .iter()
@@ -113,7 +159,7 @@ fn record(
     let uses_result = plan.uses_result;
     let outputs = vec![(expr.dtype, expr.shape.clone())];
     let saved = Saved { released: false, inputs: saved_inputs, result: None };
-    let node = Node::new(name, Kind::Graph(Arc::new(plan)), next, outputs, saved);
+    let node = Node::new(name, Kind::Graph(plan), next, outputs, saved);
     let out = Tensor::build(expr, Meta { grad_fn: Some(node.clone()), ..Meta::default() }, view);
     if uses_result {
         node.saved().result = Some(SavedResult {
