@@ -146,11 +146,11 @@ impl Tensor {
 
     /// Extent of dimension `d` (negative counts from the end).
     pub fn size(&self, d: i64) -> Result<usize> {
-        let ax = self.norm_dim(d)?;
+        let ax = self.axis(d)?;
         Ok(self.0.shape.0[ax])
     }
 
-    pub(crate) fn norm_dim(&self, d: i64) -> Result<usize> {
+    pub(crate) fn axis(&self, d: i64) -> Result<usize> {
         kiln_ir::normalize_axis(d, self.dim()).ok_or_else(|| {
             let r = self.dim() as i64;
             Error::Op(format!(

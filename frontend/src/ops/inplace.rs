@@ -138,4 +138,30 @@ impl Tensor {
         let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
         self.inplace(|x| apply("CopySlices", Op::Where, &[&mask, &x.scalar_like(v), x]))
     }
+
+    /// Fills the entries at `indices` along `dim` with `v`, in place (PyTorch's `index_fill_`;
+    /// `x[:, 1:3] = v` is `x.index_fill_(1, &[1, 2], v)`).
+    ///
+    /// ```
+    /// use kiln_frontend::Tensor;
+    /// let t = Tensor::zeros(&[2, 3]);
+    /// t.index_fill_(1, &[0, -1], 7.0).unwrap();
+    /// assert_eq!(t.to_vec_f64().unwrap(), vec![7.0, 0.0, 7.0, 7.0, 0.0, 7.0]);
+    /// ```
+    pub fn index_fill_(&self, dim: i64, indices: &[i64], v: f64) -> Result<Tensor> {
+        let d = self.axis(dim)?;
+        let n = self.shape()[d] as i64;
+        let mut hit = vec![false; self.shape()[d]];
+        for &i in indices {
+            let j = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&j) {
+                return Err(Error::Op(format!("index {i} is out of bounds for dimension {d} with size {n}")));
+            }
+            hit[j as usize] = true;
+        }
+        let strides = self.0.shape.strides();
+        let mask: Vec<bool> = (0..self.numel()).map(|k| hit[(k / strides[d]) % self.shape()[d]]).collect();
+        let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
+        self.inplace(|x| apply("IndexFillBackward0", Op::Where, &[&mask, &x.scalar_like(v), x]))
+    }
 }

@@ -83,13 +83,13 @@ impl Tensor {
 
     /// Softmax along `dim`.
     pub fn softmax(&self, dim: i64) -> Result<Tensor> {
-        self.norm_dim(dim)?;
+        self.axis(dim)?;
         apply_composite("SoftmaxBackward0", &[self], |g, x| g.softmax(x[0], dim))
     }
 
     /// Log-softmax along `dim` (stable).
     pub fn log_softmax(&self, dim: i64) -> Result<Tensor> {
-        self.norm_dim(dim)?;
+        self.axis(dim)?;
         apply_composite("LogSoftmaxBackward0", &[self], |g, x| g.log_softmax(x[0], dim))
     }
 

@@ -64,7 +64,9 @@ static PLANS: Mutex<Option<HashMap<PlanKey, Arc<ReversePlan>>>> = Mutex::new(Non
 const PLAN_CACHE_LIMIT: usize = 4096;
 
 fn cached_plan(key: PlanKey, make: impl FnOnce() -> Result<ReversePlan>) -> Result<Arc<ReversePlan>> {
-    if let Some(p) = PLANS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key) {
+    if let Some(p) =
+        PLANS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key)
+    {
         return Ok(p.clone());
     }
     let plan = Arc::new(make()?);

@@ -6,7 +6,7 @@ use crate::tensor::Tensor;
 use kiln_ir::{Graph, NodeId, Op, ReduceOp};
 
 fn dims_i64(t: &Tensor, dims: &[i64]) -> Result<Vec<i64>> {
-    dims.iter().map(|&d| t.norm_dim(d).map(|a| a as i64)).collect()
+    dims.iter().map(|&d| t.axis(d).map(|a| a as i64)).collect()
 }
 
 /// Unbiased (`correction = 1`) or biased variance over `axes` (empty: all).
@@ -127,5 +127,15 @@ impl Tensor {
             g.unary(kiln_ir::UnaryOp::Sqrt, s)
         })
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Euclidean norm over `dims`.
+    pub fn norm_dim(&self, dims: &[i64], keepdim: bool) -> Result<Tensor> {
+        let axes = dims_i64(self, dims)?;
+        apply_composite("NormBackward1", &[self], |g, x| {
+            let sq = g.mul(x[0], x[0])?;
+            let s = g.reduce(ReduceOp::Sum, sq, axes, keepdim)?;
+            g.unary(kiln_ir::UnaryOp::Sqrt, s)
+        })
     }
 }

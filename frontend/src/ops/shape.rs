@@ -53,7 +53,7 @@ impl Tensor {
 
     /// Swaps two dims.
     pub fn transpose(&self, dim0: i64, dim1: i64) -> Result<Tensor> {
-        let (a, b) = (self.norm_dim(dim0)?, self.norm_dim(dim1)?);
+        let (a, b) = (self.axis(dim0)?, self.axis(dim1)?);
         let mut perm: Vec<usize> = (0..self.dim()).collect();
         perm.swap(a, b);
         apply("TransposeBackward0", Op::Transpose { perm }, &[self])
@@ -70,7 +70,7 @@ impl Tensor {
 
     /// Reorders dims: output dim `i` is input dim `dims[i]`.
     pub fn permute(&self, dims: &[i64]) -> Result<Tensor> {
-        let perm = dims.iter().map(|&d| self.norm_dim(d)).collect::<Result<Vec<_>>>()?;
+        let perm = dims.iter().map(|&d| self.axis(d)).collect::<Result<Vec<_>>>()?;
         apply("PermuteBackward0", Op::Transpose { perm }, &[self])
     }
 
@@ -105,7 +105,7 @@ impl Tensor {
 
     /// Removes dim `dim` if it has size 1.
     pub fn squeeze_dim(&self, dim: i64) -> Result<Tensor> {
-        let a = self.norm_dim(dim)?;
+        let a = self.axis(dim)?;
         let mut s = self.shape().to_vec();
         if s[a] == 1 {
             s.remove(a);
@@ -132,7 +132,7 @@ impl Tensor {
         if self.dim() == 0 {
             return self.view(&[1]);
         }
-        let (a, b) = (self.norm_dim(start)?, self.norm_dim(end)?);
+        let (a, b) = (self.axis(start)?, self.axis(end)?);
         if a > b {
             return Err(Error::Op("flatten() has invalid args: start_dim cannot come after end_dim".into()));
         }
@@ -153,13 +153,13 @@ impl Tensor {
     pub fn cat(tensors: &[&Tensor], dim: i64) -> Result<Tensor> {
         let first =
             tensors.first().ok_or_else(|| Error::Op("cat(): expected a non-empty list of Tensors".into()))?;
-        first.norm_dim(dim)?;
+        first.axis(dim)?;
         apply("CatBackward0", Op::Concat { axis: dim }, tensors)
     }
 
     /// `length` elements of `dim` from `start` (PyTorch's `narrow`).
     pub fn narrow(&self, dim: i64, start: i64, length: usize) -> Result<Tensor> {
-        let a = self.norm_dim(dim)?;
+        let a = self.axis(dim)?;
         let n = self.shape()[a] as i64;
         let s = if start < 0 { start + n } else { start };
         if s < 0 || s + length as i64 > n {
@@ -172,7 +172,7 @@ impl Tensor {
 
     /// Elements `start, start+step, ... < end` of `dim` (Python's `x[start:end:step]`).
     pub fn slice(&self, dim: i64, start: i64, end: i64, step: i64) -> Result<Tensor> {
-        let a = self.norm_dim(dim)? as i64;
+        let a = self.axis(dim)? as i64;
         if step <= 0 {
             return Err(Error::Op("slice step must be positive".into()));
         }
