@@ -187,6 +187,9 @@ impl Tensor {
                 "arange: step {step} cannot produce a range from {start} to {end}"
             )));
         }
+        if (end - start) * step < 0.0 {
+            return Err(Error::Op("upper bound and larger bound inconsistent with step sign".into()));
+        }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Tensor::from_vec_typed(v, &[n], DType::F32)

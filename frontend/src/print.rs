@@ -190,7 +190,10 @@ impl fmt::Display for Tensor {
             let f = Formatter::new(self.dtype(), &vis);
             tensor_str(&data, shape, indent, summarize, &f)
         };
-        if !matches!(self.dtype(), DType::F32 | DType::I64 | DType::Bool) {
+        // PyTorch names non-default dtypes, and every dtype but the default float for empties.
+        if !matches!(self.dtype(), DType::F32 | DType::I64 | DType::Bool)
+            || (data.is_empty() && self.dtype() != DType::F32)
+        {
             suffixes.push(format!("dtype={}", dtype_name(self.dtype())));
         }
         if let Some(g) = self.grad_fn() {

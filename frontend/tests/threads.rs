@@ -157,3 +157,28 @@ fn parameter_updates_from_several_threads() {
     assert!(w.grad().is_none(), "autograd::grad does not touch .grad");
     let _ = Tensor::same(&w, &w);
 }
+
+#[test]
+fn a_pending_tensor_realized_from_many_threads_at_once() {
+    let x = leaf64(&[0.5, 1.0, 1.5], &[3]);
+    let y = (&x * 2.0).exp().sum_dim(&[0], true).unwrap();
+    let want = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).sum::<f64>();
+    let barrier = Arc::new(Barrier::new(8));
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let y = y.clone();
+            let barrier = barrier.clone();
+            s.spawn(move || {
+                barrier.wait();
+                assert_close(&vals(&y), &[want], 1e-14);
+                assert_eq!(
+                    y.to_string(),
+                    format!("tensor([{want:.4}], dtype=kiln.float64, grad_fn=<SumBackward1>)")
+                );
+            });
+        }
+    });
+    y.sum().backward().unwrap();
+    let g: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|v| 2.0 * v.exp()).collect();
+    assert_close(&grad(&x), &g, 1e-14);
+}

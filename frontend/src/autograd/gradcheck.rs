@@ -110,9 +110,20 @@ where
     let n = inputs.len();
     let mut all: Vec<Tensor> = inputs.to_vec();
     all.push(v);
+    let flags: Vec<bool> = inputs.iter().map(Tensor::requires_grad).collect();
     let first_order = |xs: &[Tensor]| -> Result<Tensor> {
+        // gradcheck's numerical pass calls this on plain copies under no_grad: differentiate
+        // them anyway (the first-order gradient is the function being checked).
+        let _g = crate::autograd::mode::enable_grad();
+        let xs: Vec<Tensor> = xs
+            .iter()
+            .zip(flags.iter().chain([&true]))
+            .map(
+                |(t, &rg)| if rg && !t.requires_grad() { t.detach().requires_grad_(true) } else { t.clone() },
+            )
+            .collect();
         let out = f(&xs[..n])?;
-        let wrt: Vec<&Tensor> = xs[..n].iter().filter(|t| t.requires_grad()).collect();
+        let wrt: Vec<&Tensor> = xs[..n].iter().zip(&flags).filter(|(_, &rg)| rg).map(|(t, _)| t).collect();
         let opts = GradOptions {
             grad_outputs: vec![Some(xs[n].clone())],
             create_graph: true,

@@ -239,23 +239,30 @@ impl GradFn {
     /// assert_eq!(saved.to_vec_f64().unwrap(), y.to_vec_f64().unwrap());
     /// ```
     pub fn saved_tensor(&self, name: &str) -> Result<Option<Tensor>> {
-        let s = self.0.saved();
-        let any = s.inputs.iter().any(Option::is_some) || s.result.is_some();
-        if s.released && any {
-            return Err(Error::Autograd(RELEASED.into()));
-        }
-        if name == "result" {
-            return s.result.as_ref().map(|r| r.unpack(&self.0.name)).transpose();
-        }
         let idx = match name {
-            "self" => 0,
-            "other" => 1,
+            "result" => None,
+            "self" => Some(0),
+            "other" => Some(1),
             n => match n.strip_prefix("input").and_then(|i| i.parse().ok()) {
-                Some(i) => i,
+                Some(i) => Some(i),
                 None => return Ok(None),
             },
         };
-        s.inputs.get(idx).and_then(|o| o.as_ref()).map(|t| t.unpack()).transpose()
+        let s = self.0.saved();
+        if s.released {
+            // Freed: an error if this node had saved that value, as PyTorch reports it.
+            let had = match &self.0.kind {
+                Kind::Graph(p) => {
+                    idx.map_or(p.uses_result, |i| p.uses_input.get(i).copied().unwrap_or(false))
+                }
+                _ => false,
+            };
+            return if had { Err(Error::Autograd(RELEASED.into())) } else { Ok(None) };
+        }
+        match idx {
+            None => s.result.as_ref().map(|r| r.unpack(&self.0.name)).transpose(),
+            Some(i) => s.inputs.get(i).and_then(|o| o.as_ref()).map(|t| t.unpack()).transpose(),
+        }
     }
 }
 
@@ -268,5 +275,30 @@ impl PartialEq for GradFn {
 impl fmt::Debug for GradFn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "<{}>", self.0.name)
+    }
+}
+
+impl Drop for Node {
+    /// Long recorded chains (a loop that keeps building on one tensor) would otherwise be freed
+    /// recursively through `next` edges and saved tensors and overflow the stack: unlink the
+    /// nodes this one owns iteratively instead.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<Node>> = self.next.drain(..).flatten().map(|e| e.node).collect();
+        let take_saved = |saved: &mut Saved, stack: &mut Vec<Arc<Node>>| {
+            for t in saved.inputs.drain(..).flatten() {
+                if let Ok(inner) = Arc::try_unwrap(t.tensor.0) {
+                    let meta = inner.meta.into_inner().unwrap_or_else(|p| p.into_inner());
+                    stack.extend(meta.grad_fn);
+                }
+            }
+        };
+        take_saved(self.saved.get_mut().unwrap_or_else(|p| p.into_inner()), &mut stack);
+        while let Some(n) = stack.pop() {
+            if let Ok(mut inner) = Arc::try_unwrap(n) {
+                stack.extend(inner.next.drain(..).flatten().map(|e| e.node));
+                take_saved(inner.saved.get_mut().unwrap_or_else(|p| p.into_inner()), &mut stack);
+                // `inner` now owns nothing deep; dropping it recurses at most one level.
+            }
+        }
     }
 }

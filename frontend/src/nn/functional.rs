@@ -42,6 +42,10 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
         )));
     }
     let (n, c) = (log_probs.shape()[0], log_probs.shape()[1]);
+    // Class indices are data: check them (this computes the target if it is still pending).
+    if let Some(bad) = target.to_vec_f64()?.into_iter().find(|&t| t < 0.0 || t >= c as f64) {
+        return Err(Error::Op(format!("Target {bad} is out of bounds.")));
+    }
     let classes = Tensor::constant(Literal::I64((0..c as i64).collect()), kiln_ir::Shape(vec![1, c]));
     apply_composite("NllLossBackward0", &[log_probs, target, &classes], |g, x| {
         let t = g.reshape(x[1], vec![n, 1])?;
@@ -132,9 +136,27 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     if weight.dim() != 2 {
         return Err(Error::Op(format!("linear: weight must be 2-D [out, in], got {:?}", weight.shape())));
     }
-    let y = x.matmul(&weight.t()?)?;
     match bias {
-        Some(b) => y.add(b),
-        None => Ok(y),
+        // One node, like PyTorch's addmm for a 2-D input with a bias.
+        Some(b) if x.dim() == 2 => {
+            let k = x.shape()[1];
+            if weight.shape()[1] != k {
+                return Err(Error::Op(format!(
+                    "linear: mat1 and mat2 shapes cannot be multiplied ({}x{k} and {}x{})",
+                    x.shape()[0],
+                    weight.shape()[1],
+                    weight.shape()[0]
+                )));
+            }
+            let (x, w) = crate::ops::arith::promote("linear", x, weight)?;
+            let (x, b) = crate::ops::arith::promote("linear", &x, b)?;
+            apply_composite("AddmmBackward0", &[&x, &w, &b], |g, t| {
+                let wt = g.transpose(t[1], vec![1, 0])?;
+                let y = g.matmul(t[0], wt)?;
+                g.add_(y, t[2])
+            })
+        }
+        Some(b) => x.matmul(&weight.t()?)?.add(b),
+        None => x.matmul(&weight.t()?),
     }
 }

@@ -122,18 +122,38 @@ impl Tensor {
         self.lt(&self.scalar_like(v)).expect("a scalar broadcasts")
     }
 
-    /// `-self`.
+    /// `-self`. Panics on bool tensors, with PyTorch's message.
     pub fn neg(&self) -> Tensor {
-        apply("NegBackward0", Op::Unary(UnaryOp::Neg), &[self]).expect("neg accepts every numeric dtype")
+        if self.dtype() == DType::Bool {
+            panic!("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.");
+        }
+        apply("NegBackward0", Op::Unary(UnaryOp::Neg), &[self]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The tensor an arithmetic op with scalar `s` computes on: integer tensors become f32 when
+    /// the scalar is fractional or the op divides (PyTorch's type promotion).
+    fn promoted_for(&self, s: f64, op: BinaryOp) -> Tensor {
+        if !self.dtype().is_float() && (s.fract() != 0.0 || !s.is_finite() || op == BinaryOp::Div) {
+            self.to_dtype(DType::F32)
+        } else {
+            self.clone()
+        }
     }
 
     fn rsub_scalar(&self, s: f64) -> Tensor {
-        apply("RsubBackward1", Op::Binary(BinaryOp::Sub), &[&self.scalar_like(s), self])
-            .expect("a scalar broadcasts")
+        let x = self.promoted_for(s, BinaryOp::Sub);
+        apply("RsubBackward1", Op::Binary(BinaryOp::Sub), &[&x.scalar_like(s), &x])
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn scalar_op(&self, name: &'static str, op: BinaryOp, s: f64) -> Tensor {
-        apply(name, Op::Binary(op), &[self, &self.scalar_like(s)]).expect("a scalar broadcasts")
+        let x = self.promoted_for(s, op);
+        apply(name, Op::Binary(op), &[&x, &x.scalar_like(s)]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn scalar_lhs_op(&self, name: &'static str, op: BinaryOp, s: f64) -> Tensor {
+        let x = self.promoted_for(s, op);
+        apply(name, Op::Binary(op), &[&x.scalar_like(s), &x]).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -207,13 +227,10 @@ macro_rules! scalar_lhs {
     };
 }
 
-scalar_lhs!(Add, add, |s, t| apply("AddBackward0", Op::Binary(BinaryOp::Add), &[&t.scalar_like(s), t])
-    .unwrap_or_else(|e| panic!("{e}")));
-scalar_lhs!(Mul, mul, |s, t| apply("MulBackward0", Op::Binary(BinaryOp::Mul), &[&t.scalar_like(s), t])
-    .unwrap_or_else(|e| panic!("{e}")));
+scalar_lhs!(Add, add, |s, t| t.scalar_lhs_op("AddBackward0", BinaryOp::Add, s));
+scalar_lhs!(Mul, mul, |s, t| t.scalar_lhs_op("MulBackward0", BinaryOp::Mul, s));
 scalar_lhs!(Sub, sub, |s, t| t.rsub_scalar(s));
-scalar_lhs!(Div, div, |s, t| apply("DivBackward0", Op::Binary(BinaryOp::Div), &[&t.scalar_like(s), t])
-    .unwrap_or_else(|e| panic!("{e}")));
+scalar_lhs!(Div, div, |s, t| t.scalar_lhs_op("DivBackward0", BinaryOp::Div, s));
 
 impl ops::Neg for &Tensor {
     type Output = Tensor;

@@ -111,8 +111,10 @@ impl Tensor {
     /// Copies `src` (broadcast) into this tensor.
     pub fn copy_(&self, src: &Tensor) -> Result<Tensor> {
         let s: Vec<i64> = self.shape().iter().map(|&d| d as i64).collect();
-        let src = src.expand(&s)?;
-        self.inplace(|_| Ok(src.deep_clone()))
+        let src = src.expand(&s)?.to_dtype(self.dtype());
+        // where(true, src, old): the old value (and its history) gets a zero gradient.
+        let yes = Tensor::constant(Literal::Bool(vec![true]), Shape::scalar());
+        self.inplace(|x| apply("CopyBackwards", Op::Where, &[&yes, &src, x]))
     }
 
     /// Element or sub-tensor assignment: `x[index] = v` along the leading dims

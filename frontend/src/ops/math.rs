@@ -12,7 +12,13 @@ macro_rules! unary_methods {
             $(
                 $(#[$doc])*
                 pub fn $method(&self) -> Tensor {
-                    apply($name, Op::Unary(UnaryOp::$op), &[self]).unwrap_or_else(|e| panic!("{e}"))
+                    // Float-only math on integers computes in f32, as PyTorch's type promotion does.
+                    let x = if UnaryOp::$op.accepts_int() || self.dtype().is_float() {
+                        self.clone()
+                    } else {
+                        self.to_dtype(DType::F32)
+                    };
+                    apply($name, Op::Unary(UnaryOp::$op), &[&x]).unwrap_or_else(|e| panic!("{e}"))
                 }
             )*
         }
@@ -46,7 +52,8 @@ unary_methods! {
 impl Tensor {
     /// Exact GELU: `x · Φ(x) = 0.5 · x · (1 + erf(x / √2))`.
     pub fn gelu(&self) -> Tensor {
-        apply_composite("GeluBackward0", &[self], |g, x| g.gelu(x[0])).unwrap_or_else(|e| panic!("{e}"))
+        let x = if self.dtype().is_float() { self.clone() } else { self.to_dtype(DType::F32) };
+        apply_composite("GeluBackward0", &[&x], |g, x| g.gelu(x[0])).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Clamps into `[min, max]` (either bound optional). The gradient passes where

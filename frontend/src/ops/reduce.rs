@@ -32,6 +32,19 @@ fn variance(
     g.mul(s, k)
 }
 
+/// `sqrt(Σ x²)` whose gradient at 0 is 0, as PyTorch's norm backward masks it: the square root
+/// is taken of `where(s == 0, 1, s)` so the untaken branch never produces `inf · 0`.
+fn safe_norm(g: &mut Graph, x: NodeId, axes: Vec<i64>, keepdim: bool) -> kiln_ir::Result<NodeId> {
+    let sq = g.mul(x, x)?;
+    let s = g.reduce(ReduceOp::Sum, sq, axes, keepdim)?;
+    let zero = g.scalar_like(s, 0.0);
+    let one = g.scalar_like(s, 1.0);
+    let is_zero = g.compare(kiln_ir::CompareOp::Equal, s, zero)?;
+    let safe = g.where_(is_zero, one, s)?;
+    let r = g.unary(kiln_ir::UnaryOp::Sqrt, safe)?;
+    g.where_(is_zero, zero, r)
+}
+
 impl Tensor {
     /// Sum of all elements.
     pub fn sum(&self) -> Tensor {
@@ -121,21 +134,13 @@ impl Tensor {
 
     /// Euclidean norm of all elements.
     pub fn norm(&self) -> Tensor {
-        apply_composite("NormBackward1", &[self], |g, x| {
-            let sq = g.mul(x[0], x[0])?;
-            let s = g.reduce(ReduceOp::Sum, sq, vec![], false)?;
-            g.unary(kiln_ir::UnaryOp::Sqrt, s)
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
+        apply_composite("NormBackward1", &[self], |g, x| safe_norm(g, x[0], vec![], false))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Euclidean norm over `dims`.
     pub fn norm_dim(&self, dims: &[i64], keepdim: bool) -> Result<Tensor> {
         let axes = dims_i64(self, dims)?;
-        apply_composite("NormBackward1", &[self], |g, x| {
-            let sq = g.mul(x[0], x[0])?;
-            let s = g.reduce(ReduceOp::Sum, sq, axes, keepdim)?;
-            g.unary(kiln_ir::UnaryOp::Sqrt, s)
-        })
+        apply_composite("NormBackward1", &[self], |g, x| safe_norm(g, x[0], axes, keepdim))
     }
 }

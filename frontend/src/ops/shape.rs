@@ -83,11 +83,16 @@ impl Tensor {
                 self.dim()
             ))
         })?;
-        let s: Vec<usize> = shape
-            .iter()
-            .enumerate()
-            .map(|(i, &d)| if d == -1 && i >= lead { self.shape()[i - lead] } else { d.max(0) as usize })
-            .collect();
+        let mut s = Vec::with_capacity(shape.len());
+        for (i, &d) in shape.iter().enumerate() {
+            s.push(match d {
+                -1 if i >= lead => self.shape()[i - lead],
+                d if d >= 0 => d as usize,
+                _ => return Err(Error::Op(format!(
+                    "expand: the expanded size {d} is not allowed in a leading, non-existing dimension {i}"
+                ))),
+            });
+        }
         apply("ExpandBackward0", Op::Expand { shape: s }, &[self])
     }
 
@@ -154,7 +159,14 @@ impl Tensor {
         let first =
             tensors.first().ok_or_else(|| Error::Op("cat(): expected a non-empty list of Tensors".into()))?;
         first.axis(dim)?;
-        apply("CatBackward0", Op::Concat { axis: dim }, tensors)
+        // Mixed float widths promote to f64, as in PyTorch.
+        let wide = tensors.iter().any(|t| t.dtype() == kiln_ir::DType::F64)
+            && tensors.iter().all(|t| t.dtype().is_float());
+        let promoted: Vec<Tensor> = tensors
+            .iter()
+            .map(|t| if wide { t.to_dtype(kiln_ir::DType::F64) } else { (*t).clone() })
+            .collect();
+        apply("CatBackward0", Op::Concat { axis: dim }, &promoted.iter().collect::<Vec<_>>())
     }
 
     /// `length` elements of `dim` from `start` (PyTorch's `narrow`).
