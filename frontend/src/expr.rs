@@ -8,6 +8,7 @@
 
 use crate::backend;
 use crate::error::{Error, Result};
+use kiln_ir::hash::{hash_op, StableHasher};
 use kiln_ir::interp::Value;
 use kiln_ir::{DType, Graph, Literal, NodeId, Op, Shape};
 use std::collections::HashMap;
@@ -105,7 +106,9 @@ pub(crate) fn realize(targets: &[Arc<Expr>]) -> Result<()> {
     if lowered.graph.outputs().is_empty() {
         return Ok(());
     }
-    let outs = backend::current()?.run(&lowered.graph, &lowered.input_values).map_err(Error::from)?;
+    let outs = backend::current()?
+        .run_keyed(lowered.key, &lowered.graph, &lowered.input_values)
+        .map_err(Error::from)?;
     for (e, v) in lowered.outputs.iter().zip(outs) {
         *e.lock() = State::Ready(Arc::new(v));
     }
@@ -113,89 +116,161 @@ pub(crate) fn realize(targets: &[Arc<Expr>]) -> Result<()> {
 }
 
 /// The graph that computes `targets`, with the values of its inputs and the exprs its outputs
-/// belong to.
+/// belong to. `key` identifies the graph's structure (the compile-cache key).
 pub(crate) struct Lowered {
-    pub graph: Graph,
+    pub key: u64,
+    pub graph: Arc<Graph>,
     pub input_values: Vec<Value>,
     pub outputs: Vec<Arc<Expr>>,
-    nodes: HashMap<usize, NodeId>,
+    positions: HashMap<usize, usize>,
 }
 
 impl Lowered {
-    /// The graph node computing `e` (which must have been lowered).
+    /// The graph node computing `e` (which must have been lowered). Graphs are built one node
+    /// per walked expr, in walk order, so the node is the expr's position.
     pub fn node_of(&self, e: &Arc<Expr>) -> NodeId {
-        self.nodes[&(Arc::as_ptr(e) as usize)]
+        NodeId::new(self.positions[&(Arc::as_ptr(e) as usize)])
     }
 }
 
-/// Lowers the pending DAG behind `targets` to a graph. Computed exprs become inputs named
-/// `in0, in1, ...`; pending constants become `Constant` nodes.
+/// Graphs already built, by structural key: a training loop lowers the same structure every
+/// step, and only its input values change.
+static GRAPHS: Mutex<Option<HashMap<u64, Arc<Graph>>>> = Mutex::new(None);
+const GRAPH_CACHE_LIMIT: usize = 512;
+
+/// Lowers the pending DAG behind `targets`. Computed exprs become inputs named `in0, in1, ...`;
+/// pending constants become `Constant` nodes. The walk computes a structural key (ops, types,
+/// wiring, which nodes are outputs); the petgraph graph is only built the first time a key is
+/// seen.
 pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
     // Post-order walk over pending exprs, iterative (graphs can be long chains).
-    let key = |e: &Arc<Expr>| Arc::as_ptr(e) as usize;
+    let ptr = |e: &Arc<Expr>| Arc::as_ptr(e) as usize;
     let mut order: Vec<Arc<Expr>> = Vec::new();
-    let mut ids: HashMap<usize, usize> = HashMap::new(); // expr → position in `order`
+    let mut pos: HashMap<usize, usize> = HashMap::new(); // expr → position in `order`
     let mut parent_refs: HashMap<usize, usize> = HashMap::new();
+    // Each expr's state is read once, when the walk reaches it: another thread may realize it
+    // meanwhile, and the graph must match what was walked.
+    let mut snaps: Vec<Snap> = Vec::new();
+    let mut pending_snap: HashMap<usize, Snap> = HashMap::new();
     let mut stack: Vec<(Arc<Expr>, bool)> = targets.iter().rev().map(|t| (t.clone(), false)).collect();
     while let Some((e, expanded)) = stack.pop() {
-        if ids.contains_key(&key(&e)) {
+        if pos.contains_key(&ptr(&e)) {
             continue;
         }
         if expanded {
-            ids.insert(key(&e), order.len());
+            pos.insert(ptr(&e), order.len());
+            snaps.push(pending_snap.remove(&ptr(&e)).expect("snapshot taken when expanded"));
             order.push(e);
             continue;
         }
-        let inputs = match &*e.lock() {
-            State::Pending { inputs, .. } => inputs.clone(),
-            State::Ready(_) => Vec::new(),
+        if pending_snap.contains_key(&ptr(&e)) {
+            continue;
+        }
+        let snap = match &*e.lock() {
+            State::Pending { op, inputs } => Snap::Pending(op.clone(), inputs.clone()),
+            State::Ready(v) => Snap::Ready(v.clone()),
         };
+        let inputs = match &snap {
+            Snap::Pending(_, inputs) => inputs.clone(),
+            Snap::Ready(_) => Vec::new(),
+        };
+        pending_snap.insert(ptr(&e), snap);
         stack.push((e, true));
         for i in inputs.iter().rev() {
-            *parent_refs.entry(key(i)).or_default() += 1;
-            if !ids.contains_key(&key(i)) {
+            *parent_refs.entry(ptr(i)).or_default() += 1;
+            if !pos.contains_key(&ptr(i)) {
                 stack.push((i.clone(), false));
             }
         }
     }
 
-    let mut g = Graph::new();
+    // Structure key, input values, and what to store: the targets, and pending exprs held
+    // outside this DAG (by tensors, saved values) — computing them now avoids computing them
+    // again later.
+    let mut h = StableHasher::new();
     let mut input_values = Vec::new();
-    let mut nodes: Vec<NodeId> = Vec::with_capacity(order.len());
-    for e in &order {
-        let node = match &*e.lock() {
-            State::Ready(v) => {
+    let mut outputs = Vec::new();
+    let mut out_pos = Vec::new();
+    for (i, (e, snap)) in order.iter().zip(&snaps).enumerate() {
+        h.u64(e.dtype as u64);
+        h.usize(e.shape.rank());
+        e.shape.0.iter().for_each(|&d| h.usize(d));
+        let pending = match snap {
+            Snap::Ready(v) => {
+                h.str("in");
                 input_values.push((**v).clone());
-                g.input(format!("in{}", input_values.len() - 1), e.dtype, e.shape.clone())
+                false
             }
-            State::Pending { op: Op::Constant(lit), .. } => g.constant(lit.clone(), e.shape.clone())?,
-            State::Pending { op, inputs } => {
-                let operands: Vec<NodeId> = inputs.iter().map(|i| nodes[ids[&key(i)]]).collect();
+            Snap::Pending(op, inputs) => {
+                hash_op(&mut h, op);
+                h.usize(inputs.len());
+                inputs.iter().for_each(|x| h.usize(pos[&ptr(x)]));
+                !matches!(op, Op::Constant(_))
+            }
+        };
+        let is_target = targets.iter().any(|t| Arc::ptr_eq(t, e));
+        // References: `order` holds one, each parent in the DAG one, each target entry one.
+        let internal = 1
+            + parent_refs.get(&ptr(e)).copied().unwrap_or(0)
+            + targets.iter().filter(|t| Arc::ptr_eq(t, e)).count();
+        let held_outside = Arc::strong_count(e) > internal;
+        let constant_target = is_target && matches!(snap, Snap::Pending(..)) && !pending;
+        if (pending && (is_target || held_outside)) || constant_target {
+            outputs.push(e.clone());
+            out_pos.push(i);
+            h.usize(i);
+        }
+    }
+    let key = h.finish();
+
+    let cached =
+        GRAPHS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key).cloned();
+    let graph = match cached {
+        Some(g) => g,
+        None => {
+            let g = Arc::new(build_graph(&order, &snaps, &pos, &out_pos)?);
+            let mut cache = GRAPHS.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = cache.get_or_insert_with(HashMap::new);
+            if cache.len() >= GRAPH_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key, g.clone());
+            g
+        }
+    };
+    Ok(Lowered { key, graph, input_values, outputs, positions: pos })
+}
+
+/// An expr's state as the lowering walk saw it.
+enum Snap {
+    Ready(Arc<Value>),
+    Pending(Op, Vec<Arc<Expr>>),
+}
+
+fn build_graph(
+    order: &[Arc<Expr>],
+    snaps: &[Snap],
+    pos: &HashMap<usize, usize>,
+    out_pos: &[usize],
+) -> Result<Graph> {
+    let mut g = Graph::new();
+    let mut nodes: Vec<NodeId> = Vec::with_capacity(order.len());
+    let mut n_inputs = 0;
+    for (e, snap) in order.iter().zip(snaps) {
+        let node = match snap {
+            Snap::Ready(_) => {
+                n_inputs += 1;
+                g.input(format!("in{}", n_inputs - 1), e.dtype, e.shape.clone())
+            }
+            Snap::Pending(Op::Constant(lit), _) => g.constant(lit.clone(), e.shape.clone())?,
+            Snap::Pending(op, inputs) => {
+                let operands: Vec<NodeId> =
+                    inputs.iter().map(|i| nodes[pos[&(Arc::as_ptr(i) as usize)]]).collect();
                 g.add(op.clone(), &operands)?
             }
         };
         nodes.push(node);
     }
-
-    // Outputs: the targets, and pending exprs held outside this DAG (by tensors, saved values):
-    // computing them now avoids computing them again later.
-    let mut outputs = Vec::new();
-    let mut out_nodes = Vec::new();
-    let is_target = |e: &Arc<Expr>| targets.iter().any(|t| Arc::ptr_eq(t, e));
-    for (pos, e) in order.iter().enumerate() {
-        let pending = e.value().is_none();
-        // References: `order` holds one, each parent in the DAG one, each target slice entry one.
-        let internal = 1
-            + parent_refs.get(&key(e)).copied().unwrap_or(0)
-            + targets.iter().filter(|t| Arc::ptr_eq(t, e)).count();
-        let held_outside = Arc::strong_count(e) > internal;
-        let is_const = matches!(g.node(nodes[pos]).op, Op::Constant(_));
-        if pending && (is_target(e) || (held_outside && !is_const)) {
-            outputs.push(e.clone());
-            out_nodes.push(nodes[pos]);
-        }
-    }
-    g.set_outputs(out_nodes);
-    let nodes = order.iter().zip(&nodes).map(|(e, &n)| (key(e), n)).collect();
-    Ok(Lowered { graph: g, input_values, outputs, nodes })
+    g.set_outputs(out_pos.iter().map(|&i| nodes[i]).collect());
+    Ok(g)
 }

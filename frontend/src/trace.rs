@@ -17,8 +17,9 @@ use kiln_ir::Graph;
 pub fn trace(f: impl FnOnce() -> Vec<Tensor>) -> Result<Graph> {
     let outs = f();
     let exprs: Vec<_> = outs.iter().map(Tensor::expr).collect();
-    let mut lowered = lower(&exprs)?;
+    let lowered = lower(&exprs)?;
     let ids: Vec<_> = exprs.iter().map(|e| lowered.node_of(e)).collect();
-    lowered.graph.set_outputs(ids);
-    Ok(lowered.graph)
+    let mut g = (*lowered.graph).clone();
+    g.set_outputs(ids);
+    Ok(g)
 }

@@ -88,9 +88,11 @@ impl Tensor {
             s.push(match d {
                 -1 if i >= lead => self.shape()[i - lead],
                 d if d >= 0 => d as usize,
-                _ => return Err(Error::Op(format!(
+                _ => {
+                    return Err(Error::Op(format!(
                     "expand: the expanded size {d} is not allowed in a leading, non-existing dimension {i}"
-                ))),
+                )))
+                }
             });
         }
         apply("ExpandBackward0", Op::Expand { shape: s }, &[self])
