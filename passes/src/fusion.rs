@@ -463,7 +463,10 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
                 // It can join the kernel it depends on when every value it reads from it is
                 // available there, at the same point (then the load becomes that value).
                 let join_dep = dep.filter(|&d| match &out[d] {
-                    Step::Kernel(o) => compatible(o, k) && substitutable(o, k) && k.reduce_axes.is_empty(),
+                    Step::Kernel(o) => {
+                        (compatible(o, k) && substitutable(o, k) && k.reduce_axes.is_empty())
+                            || as_epilogue(o, k).is_some()
+                    }
                     Step::MatMul(_) => false,
                 });
                 let start = dep.map_or(0, |d| d + 1);
@@ -476,12 +479,72 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
         match (target, step) {
             (Some(j), Step::Kernel(k)) => {
                 let Step::Kernel(o) = &mut out[j] else { unreachable!("target is a kernel") };
+                let k = as_epilogue(o, &k).unwrap_or(k);
                 absorb(o, k);
             }
             (_, step) => out.push(step),
         }
     }
     out
+}
+
+/// `k` rewritten to run after `o`'s reduction, once per outer point, if it can: `k` is
+/// elementwise over exactly `o`'s outer shape (its domain with the reduced axes at 1), reads
+/// `o`'s reduced results where `o` stores them, and everything it stores depends on them. This
+/// turns the small per-row kernels of a normalisation (`1/sqrt(var + eps)`) into epilogues.
+fn as_epilogue(o: &Kernel, k: &Kernel) -> Option<Kernel> {
+    if o.reduce_axes.is_empty() || !k.reduce_axes.is_empty() {
+        return None;
+    }
+    let outer: Vec<usize> =
+        o.domain.iter().enumerate().map(|(i, &d)| if o.reduce_axes.contains(&i) { 1 } else { d }).collect();
+    if k.domain != outer {
+        return None;
+    }
+    let flat = |a: &Access| Access {
+        offset: a.offset,
+        strides: a
+            .strides
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| if o.reduce_axes.contains(&i) { 0 } else { s })
+            .collect(),
+    };
+    let post = o.post_reduce_mask();
+    let inner = o.inner_mask();
+    let mut from_o = vec![false; k.instrs.len()];
+    let mut instrs = Vec::with_capacity(k.instrs.len());
+    for (i, ins) in k.instrs.iter().enumerate() {
+        let op = match &ins.op {
+            KOp::Load { buffer, access } => {
+                let access = flat(access);
+                let stores: Vec<_> = o.stores.iter().filter(|s| s.buffer == *buffer).collect();
+                if !stores.is_empty() {
+                    if !stores.iter().all(|s| s.access == access && post[s.value] && !inner[s.value]) {
+                        return None;
+                    }
+                    from_o[i] = true;
+                }
+                KOp::Load { buffer: *buffer, access }
+            }
+            other => {
+                let args: Vec<usize> = match other {
+                    KOp::Unary(_, a) | KOp::Cast(a) | KOp::Reduce(_, a) => vec![*a],
+                    KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => vec![*a, *b],
+                    KOp::Where(c, a, b) => vec![*c, *a, *b],
+                    _ => vec![],
+                };
+                from_o[i] = args.iter().any(|&a| from_o[a]);
+                other.clone()
+            }
+        };
+        instrs.push(Instr { op, dtype: ins.dtype });
+    }
+    if !k.stores.iter().all(|s| from_o[s.value]) {
+        return None;
+    }
+    let stores = k.stores.iter().map(|s| Store { access: flat(&s.access), ..s.clone() }).collect();
+    Some(Kernel { name: k.name.clone(), domain: o.domain.clone(), reduce_axes: vec![], instrs, stores })
 }
 
 /// Whether every load `k` makes of a buffer `o` stores reads exactly the stored points of a

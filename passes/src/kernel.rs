@@ -356,6 +356,11 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
     let ierr = |e: kiln_ir::Error| Error::Schedule(format!("kernel {}: {e}", k.name));
     for ins in &k.instrs {
         let v = match &ins.op {
+            // A load that does not vary over the reduced axes is the same at every inner point:
+            // gather it once per outer point (it may feed post-reduction values).
+            KOp::Load { buffer, access } if k.reduce_axes.iter().all(|&a| access.strides[a] == 0) => {
+                gather(&bufs[*buffer], access, &outer_shape)
+            }
             KOp::Load { buffer, access } => gather(&bufs[*buffer], access, &k.domain),
             KOp::Const(c) => {
                 Value::from_literal(&Literal::scalar(ins.dtype, *c), &Shape::scalar()).map_err(ierr)?
