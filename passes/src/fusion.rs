@@ -452,6 +452,7 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
     let compatible = |o: &Kernel, k: &Kernel| {
         o.domain == k.domain
             && (o.reduce_axes == k.reduce_axes || o.reduce_axes.is_empty() || k.reduce_axes.is_empty())
+            && o.instrs.len() + k.instrs.len() <= MAX_KERNEL_INSTRS
     };
     let mut out: Vec<Step> = Vec::new();
     for step in steps {
@@ -465,7 +466,8 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
                 let join_dep = dep.filter(|&d| match &out[d] {
                     Step::Kernel(o) => {
                         (compatible(o, k) && substitutable(o, k) && k.reduce_axes.is_empty())
-                            || as_epilogue(o, k).is_some()
+                            || (o.instrs.len() + k.instrs.len() <= MAX_KERNEL_INSTRS
+                                && as_epilogue(o, k).is_some())
                     }
                     Step::MatMul(_) => false,
                 });
@@ -598,6 +600,13 @@ fn absorb(into: &mut Kernel, k: Kernel) {
     into.name = format!("{}+{}", into.name, k.name);
 }
 
+/// The longest chain of inlined ops in one kernel.
+const MAX_INLINE_DEPTH: usize = 256;
+
+/// Kernels are not merged beyond this many instructions (compile time grows faster than
+/// linearly with function size, and merging long chains back together would undo the cut).
+const MAX_KERNEL_INSTRS: usize = 1024;
+
 /// Partitions `g` into a schedule of fused kernels and matmuls (see the module docs).
 pub fn schedule(g: &Graph) -> Result<Schedule> {
     let mut f = Fuser { g, realized: vec![false; g.node_bound()] };
@@ -610,6 +619,21 @@ pub fn schedule(g: &Graph) -> Result<Schedule> {
     }
     for &o in g.outputs() {
         f.realized[o.index()] = true;
+    }
+    // Bound how deep a chain of inlined ops can get: long chains (a loop that keeps building on
+    // one value) are cut into kernels of at most MAX_INLINE_DEPTH ops, which also bounds the
+    // recursion of `emit` and the size of each generated function.
+    let mut depth = vec![0usize; g.node_bound()];
+    for id in g.topo_order()? {
+        if f.realized[id.index()] {
+            continue;
+        }
+        let d = 1 + g.operands(id).iter().map(|o| depth[o.index()]).max().unwrap_or(0);
+        if d >= MAX_INLINE_DEPTH {
+            f.realized[id.index()] = true;
+        } else {
+            depth[id.index()] = d;
+        }
     }
     loop {
         match f.build() {
