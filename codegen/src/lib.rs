@@ -1,9 +1,15 @@
 //! # kiln-codegen
 //!
 //! Backends that execute graphs. A [`Backend`] takes a verified [`Graph`] and input values and
-//! returns the output values. Today the only backend is the reference [`Interpreter`]; the
-//! Cranelift JIT and the CUDA path arrive as further backends behind the same trait.
+//! returns the output values:
+//! - [`Jit`] (`jit`, the default): the pass pipeline, then [`cpu`] — fused kernels compiled with
+//!   Cranelift, matmuls through a gemm library — with a compile cache keyed by graph structure;
+//! - [`Interpreter`] (`interp`): the reference interpreter, the oracle.
 
+mod cache;
+pub mod cpu;
+
+pub use cache::{jit, jit_stats, CacheStats, Jit};
 
 use kiln_ir::interp::Value;
 use kiln_ir::Graph;
@@ -41,18 +47,20 @@ impl Backend for Interpreter {
     }
 }
 
-/// The names `KILN_BACKEND` accepts.
-pub const BACKENDS: &[&str] = &["interp"];
+/// The names `KILN_BACKEND` accepts; the first is the default.
+pub const BACKENDS: &[&str] = &["jit", "interp"];
 
 /// The backend named `name`, or an error listing the ones that exist.
 ///
 /// ```
 /// let b = kiln_codegen::backend_named("interp").unwrap();
 /// assert_eq!(b.name(), "interp");
+/// assert_eq!(kiln_codegen::backend_named("jit").unwrap().name(), "jit");
 /// assert!(kiln_codegen::backend_named("tpu").is_err());
 /// ```
 pub fn backend_named(name: &str) -> Result<&'static dyn Backend, String> {
     match name {
+        "jit" => Ok(jit()),
         "interp" => Ok(&Interpreter),
         other => {
             Err(format!("unknown backend '{other}': KILN_BACKEND must be one of {}", BACKENDS.join(", ")))

@@ -13,7 +13,9 @@ pub(crate) fn current() -> Result<&'static dyn Backend> {
         return backend_named(name).map_err(Error::Unsupported);
     }
     FROM_ENV
-        .get_or_init(|| backend_named(&std::env::var("KILN_BACKEND").unwrap_or_else(|_| "interp".into())))
+        .get_or_init(|| {
+            backend_named(&std::env::var("KILN_BACKEND").unwrap_or_else(|_| kiln_codegen::BACKENDS[0].into()))
+        })
         .clone()
         .map_err(Error::Unsupported)
 }

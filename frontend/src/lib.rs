@@ -35,6 +35,7 @@ pub use autograd::{GradFn, HookHandle};
 pub use backend::{backend_name, set_backend};
 pub use creation::{Element, TensorOptions};
 pub use error::{Error, Result};
+pub use kiln_codegen::{jit_stats, CacheStats};
 pub use kiln_ir::DType;
 pub use random::manual_seed;
 pub use tensor::Tensor;

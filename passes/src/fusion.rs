@@ -326,8 +326,9 @@ impl<'g> Fuser<'g> {
                         kb.push(KOp::Reduce(rop, x_v), n.dtype)
                     };
                     if *op == ReduceOp::Mean && count > 0 {
-                        let c = kb.push(KOp::Const(1.0 / count as f64), n.dtype);
-                        v = kb.push(KOp::Binary(kiln_ir::BinaryOp::Mul, v, c), n.dtype);
+                        // sum / n, exactly as the interpreter computes a mean (not sum · 1/n).
+                        let c = kb.push(KOp::Const(count as f64), n.dtype);
+                        v = kb.push(KOp::Binary(kiln_ir::BinaryOp::Div, v, c), n.dtype);
                     }
                     let red_axes = if count == 0 { vec![] } else { axes.clone() };
                     let kept = kiln_ir::op::reduced_shape(&Shape(xshape.clone()), &axes, true);

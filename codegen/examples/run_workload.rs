@@ -1,0 +1,49 @@
+//! Runs a workload's schedule `reps` times on the CPU backend (for `perf`):
+//! `cargo run --release -p kiln-codegen --example run_workload -- ln 20`.
+use kiln_ir::interp::Value;
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let reps: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let g = match which.as_str() {
+        "mlp" => kiln_passes::workloads::mlp(256, &[784, 1024, 1024, 10]).unwrap(),
+        "w1" => kiln_passes::workloads::w1(1 << 24, true).unwrap(),
+        _ => kiln_passes::workloads::layer_norm_gelu(4096, 1024).unwrap(),
+    };
+    let c = kiln_passes::pipeline::compile(&g, &Default::default()).unwrap();
+    let exe = kiln_codegen::cpu::compile(&c.schedule).unwrap();
+    let inputs: Vec<Value> = g
+        .inputs()
+        .iter()
+        .map(|&i| {
+            let n = g.node(i);
+            let d: Vec<f64> = (0..n.shape.numel()).map(|j| ((j * 7) % 11) as f64 / 50.0 - 0.1).collect();
+            Value::from_f64(n.dtype, n.shape.clone(), &d).unwrap()
+        })
+        .collect();
+    let mut tot = vec![0.0f64; 64];
+    let mut names = vec![];
+    for _ in 0..reps {
+        let (_, p) = exe.run_profiled(&inputs).unwrap();
+        for (i, (n, d)) in p.iter().enumerate() {
+            tot[i] += d.as_secs_f64();
+            if names.len() <= i {
+                names.push(n.clone());
+            }
+        }
+    }
+    if let Ok(k) = std::env::var("KILN_DUMP_KERNEL") {
+        for (n, d) in exe.disasm() {
+            if n.contains(&k) {
+                println!("== {n}\n{d}");
+            }
+        }
+        for (n, c) in exe.clif() {
+            if n.contains(&k) {
+                std::fs::write("/tmp/kernel.clif", c).unwrap();
+            }
+        }
+    }
+    for (i, n) in names.iter().enumerate() {
+        println!("{n:<40} {:8.3} ms", tot[i] / reps as f64 * 1e3);
+    }
+}

@@ -1,0 +1,147 @@
+//! The JIT backend: the pass pipeline, then the Cranelift CPU compiler, with a compile cache
+//! keyed by the graph's structure. A training loop traces the same step every iteration; after the
+//! first step every realization is a cache hit that only runs the compiled code.
+
+use crate::cpu::{self, CpuExecutable};
+use crate::Backend;
+use kiln_ir::interp::Value;
+use kiln_ir::Graph;
+use kiln_passes::pipeline::{self, PipelineOptions};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Counters of the compile cache (process-wide).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Runs of large graphs seen for the first time, interpreted instead of compiled.
+    pub interpreted: u64,
+    /// Total seconds spent compiling (pipeline + code generation) on misses.
+    pub compile_seconds: f64,
+    /// Executables held.
+    pub entries: usize,
+}
+
+impl CacheStats {
+    /// Fraction of lookups that were hits.
+    pub fn hit_rate(&self) -> f64 {
+        let n = self.hits + self.misses;
+        if n == 0 {
+            0.0
+        } else {
+            self.hits as f64 / n as f64
+        }
+    }
+}
+
+/// Executables by structural key. Bounded: when full it is cleared (a program that keeps making
+/// new shapes recompiles, but memory stays bounded).
+const CACHE_LIMIT: usize = 256;
+
+/// Graphs up to this many nodes are compiled the first time they run; larger ones the second.
+const EAGER_COMPILE_NODES: usize = 4096;
+
+/// The Cranelift JIT backend (`KILN_BACKEND=jit`, the default).
+#[derive(Default)]
+pub struct Jit {
+    cache: Mutex<HashMap<u64, Arc<CpuExecutable>>>,
+    seen: Mutex<HashMap<u64, u32>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    interpreted: AtomicU64,
+    compile_nanos: AtomicU64,
+}
+
+impl Jit {
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            interpreted: self.interpreted.load(Ordering::Relaxed),
+            compile_seconds: self.compile_nanos.load(Ordering::Relaxed) as f64 * 1e-9,
+            entries: self.cache.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        }
+    }
+
+    /// Compiles `g` (no cache).
+    pub fn compile(g: &Graph) -> kiln_ir::Result<CpuExecutable> {
+        let compiled = pipeline::compile(g, &PipelineOptions::from_env()).map_err(pass_error)?;
+        Ok(cpu::compile(&compiled.schedule)?)
+    }
+
+    /// The executable for `key`, or `None` when the graph should be interpreted this time: a
+    /// large graph is compiled only once it has been seen before (compiling a long unrolled
+    /// loop that runs once costs more than interpreting it).
+    fn executable(&self, key: u64, g: &Graph) -> kiln_ir::Result<Option<Arc<CpuExecutable>>> {
+        if let Some(e) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(e.clone()));
+        }
+        if g.len() > EAGER_COMPILE_NODES {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= CACHE_LIMIT {
+                seen.clear();
+            }
+            let n = seen.entry(key).or_insert(0);
+            *n += 1;
+            if *n < 2 {
+                self.interpreted.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let t = Instant::now();
+        let exe = Arc::new(Jit::compile(g)?);
+        self.compile_nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, exe.clone());
+        Ok(Some(exe))
+    }
+}
+
+fn pass_error(e: kiln_passes::Error) -> kiln_ir::Error {
+    match e {
+        kiln_passes::Error::Ir(e) => e,
+        other => kiln_ir::Error::Interp(other.to_string()),
+    }
+}
+
+impl Backend for Jit {
+    fn name(&self) -> &'static str {
+        "jit"
+    }
+
+    fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
+        self.run_keyed(g.structural_hash(), g, inputs)
+    }
+
+    fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
+        match self.executable(key, g)? {
+            Some(exe) => Ok(exe.run(inputs)?),
+            None => kiln_ir::interp::run(g, inputs),
+        }
+    }
+}
+
+static JIT: std::sync::OnceLock<Jit> = std::sync::OnceLock::new();
+
+/// The process-wide JIT backend.
+pub fn jit() -> &'static Jit {
+    JIT.get_or_init(Jit::default)
+}
+
+/// Counters of the process-wide JIT's compile cache.
+///
+/// ```
+/// let s = kiln_codegen::jit_stats();
+/// assert!(s.hit_rate() >= 0.0);
+/// ```
+pub fn jit_stats() -> CacheStats {
+    jit().stats()
+}

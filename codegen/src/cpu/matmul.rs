@@ -1,0 +1,169 @@
+//! Matrix products through `matrixmultiply` (strided operands: transposes, broadcast batches and
+//! reversed axes need no copies).
+//!
+//! Library choice, measured on this machine (1024³ row-major, best of 8, release build;
+//! `gemm` 0.19 with `Parallelism::Rayon(n)` vs `matrixmultiply` 0.3.11 with its `threading`
+//! feature and `MATMUL_NUM_THREADS=n`). Two runs, the first on a quiet machine (load ≈ 2), the
+//! second while other jobs loaded both cores (load ≈ 6), in GFLOP/s:
+//!
+//! | | f32, 1 thread | f32, 2 threads | f64, 1 thread | f64, 2 threads |
+//! |---|---|---|---|---|
+//! | gemm | 105 / 88 | 210 / 86 | 47 / 36 | 95 / 36 |
+//! | matrixmultiply | 148 / 124 | 256 / 98 | 59 / 45 | 111 / 47 |
+//! | matrixmultiply, one single-threaded call per half of M (kiln's split; loaded) | 116 | 116 | 46 | 42 |
+//!
+//! (Under load the second core is busy with other work, so 2 threads gain nothing there.)
+//!
+//! `matrixmultiply` is faster in every cell. Its own threading is configured only by the
+//! `MATMUL_NUM_THREADS` environment variable and a separate thread pool, so kiln builds it without
+//! the `threading` feature and splits products over its own pool instead (batches, or blocks of
+//! rows / columns, one single-threaded call each): one pool, thread count from
+//! `KILN_NUM_THREADS`, never a library spinning threads of its own next to kiln's.
+
+use super::pool;
+use kiln_ir::DType;
+use kiln_passes::kernel::MatMulStep;
+
+/// Below this many multiply-adds a product runs on the calling thread.
+const PAR_MIN_MACS: usize = 1 << 18;
+
+/// A planned product: element strides of both operands (batch axes, rows, columns).
+#[derive(Clone, Debug)]
+pub(crate) struct MatMulPlan {
+    pub dtype: DType,
+    pub batch: Vec<usize>,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub a_offset: i64,
+    pub a_strides: Vec<i64>,
+    pub b_offset: i64,
+    pub b_strides: Vec<i64>,
+}
+
+impl MatMulPlan {
+    pub(crate) fn new(mm: &MatMulStep) -> MatMulPlan {
+        MatMulPlan {
+            dtype: mm.dtype,
+            batch: mm.batch.clone(),
+            m: mm.m,
+            k: mm.k,
+            n: mm.n,
+            a_offset: mm.a.access.offset,
+            a_strides: mm.a.access.strides.clone(),
+            b_offset: mm.b.access.offset,
+            b_strides: mm.b.access.strides.clone(),
+        }
+    }
+
+    /// Element offsets of batch `i` (row-major over `batch`) in a and b.
+    fn batch_offsets(&self, mut i: usize) -> (i64, i64) {
+        let (mut oa, mut ob) = (self.a_offset, self.b_offset);
+        for d in (0..self.batch.len()).rev() {
+            let j = (i % self.batch[d]) as i64;
+            i /= self.batch[d];
+            oa += j * self.a_strides[d];
+            ob += j * self.b_strides[d];
+        }
+        (oa, ob)
+    }
+
+    /// `out = a @ b` over every batch.
+    ///
+    /// # Safety
+    /// `a` and `b` point to buffers of `dtype` in which every element the operand accesses
+    /// address (over `batch × m × k` / `batch × k × n`) lies (what `Schedule::verify` checks),
+    /// `out` to a buffer of `batch·m·n` elements that overlaps neither, and nothing else accesses
+    /// `out` during the call.
+    pub(crate) unsafe fn run(&self, a: *const u8, b: *const u8, out: *mut u8) {
+        let nb: usize = self.batch.iter().product();
+        let (m, n, k) = (self.m, self.n, self.k);
+        if nb == 0 || m == 0 || n == 0 {
+            return;
+        }
+        let nd = self.batch.len();
+        let (rsa, csa) = (self.a_strides[nd] as isize, self.a_strides[nd + 1] as isize);
+        let (rsb, csb) = (self.b_strides[nd] as isize, self.b_strides[nd + 1] as isize);
+        let threads = pool::threads();
+        let macs = nb * m * n * k.max(1);
+        // Tasks: (batch range) or (one batch, block of rows or columns).
+        let (tasks, split_rows) = if macs < PAR_MIN_MACS || threads <= 1 {
+            (1, true)
+        } else if nb >= threads {
+            (threads, true)
+        } else {
+            let per = threads.div_ceil(nb);
+            (nb * per, m >= n)
+        };
+        let (ap, bp, op) = (a as usize, b as usize, out as usize);
+        let task = |t: usize| {
+            let (batches, block): (std::ops::Range<usize>, Option<(usize, usize)>) = if tasks == 1 {
+                (0..nb, None)
+            } else if nb >= threads {
+                (t * nb / tasks..(t + 1) * nb / tasks, None)
+            } else {
+                let per = tasks / nb;
+                (t / per..t / per + 1, Some((t % per, per)))
+            };
+            for bi in batches {
+                let (oa, ob) = self.batch_offsets(bi);
+                let oo = (bi * m * n) as isize;
+                let (mut r0, mut r1, mut c0, mut c1) = (0, m, 0, n);
+                if let Some((j, per)) = block {
+                    if split_rows {
+                        (r0, r1) = (j * m / per, (j + 1) * m / per);
+                    } else {
+                        (c0, c1) = (j * n / per, (j + 1) * n / per);
+                    }
+                }
+                if r0 == r1 || c0 == c1 {
+                    continue;
+                }
+                let a_off = oa as isize + r0 as isize * rsa;
+                let b_off = ob as isize + c0 as isize * csb;
+                let o_off = oo + (r0 * n + c0) as isize;
+                // SAFETY: the sub-block's elements are elements of the full product's operands
+                // and output (rows r0..r1, columns c0..c1), in bounds by the caller's contract;
+                // tasks write disjoint blocks of `out`.
+                unsafe {
+                    match self.dtype {
+                        DType::F32 => matrixmultiply::sgemm(
+                            r1 - r0,
+                            k,
+                            c1 - c0,
+                            1.0,
+                            (ap as *const f32).offset(a_off),
+                            rsa,
+                            csa,
+                            (bp as *const f32).offset(b_off),
+                            rsb,
+                            csb,
+                            0.0,
+                            (op as *mut f32).offset(o_off),
+                            n as isize,
+                            1,
+                        ),
+                        DType::F64 => matrixmultiply::dgemm(
+                            r1 - r0,
+                            k,
+                            c1 - c0,
+                            1.0,
+                            (ap as *const f64).offset(a_off),
+                            rsa,
+                            csa,
+                            (bp as *const f64).offset(b_off),
+                            rsb,
+                            csb,
+                            0.0,
+                            (op as *mut f64).offset(o_off),
+                            n as isize,
+                            1,
+                        ),
+                        _ => unreachable!("checked when compiling"),
+                    }
+                }
+            }
+        };
+        pool::run(tasks, &task);
+    }
+}
