@@ -118,10 +118,13 @@ impl Backend for Jit {
     }
 
     fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
-        self.run_keyed(g.structural_hash(), g, inputs)
+        match self.executable(g.structural_hash(), g)? {
+            Some(exe) => Ok(exe.run(inputs)?),
+            None => kiln_ir::interp::run(g, inputs),
+        }
     }
 
-    fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
+    fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Arc<Value>]) -> kiln_ir::Result<Vec<Value>> {
         match self.executable(key, g)? {
             Some(exe) => Ok(exe.run(inputs)?),
             None => kiln_ir::interp::run(g, inputs),

@@ -13,6 +13,7 @@ pub use cache::{jit, jit_stats, CacheStats, Jit};
 
 use kiln_ir::interp::Value;
 use kiln_ir::Graph;
+use std::sync::Arc;
 
 pub use kiln_ir::Error;
 
@@ -27,10 +28,9 @@ pub trait Backend: Send + Sync {
     /// Like [`Backend::run`] for a graph whose structure is identified by `key` (the caller
     /// guarantees equal keys mean equal graphs), so a backend can reuse what it compiled for
     /// the key without hashing the graph again.
-    fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
-        let _ = key;
-        self.run(g, inputs)
-    }
+    ///
+    /// Inputs are shared (`Arc`), so a caller holding computed values passes them without a copy.
+    fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Arc<Value>]) -> kiln_ir::Result<Vec<Value>>;
 }
 
 /// The reference interpreter of `kiln_ir::interp`: slow, simple, the oracle.
@@ -43,6 +43,10 @@ impl Backend for Interpreter {
     }
 
     fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
+        kiln_ir::interp::run(g, inputs)
+    }
+
+    fn run_keyed(&self, _key: u64, g: &Graph, inputs: &[Arc<Value>]) -> kiln_ir::Result<Vec<Value>> {
         kiln_ir::interp::run(g, inputs)
     }
 }

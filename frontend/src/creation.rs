@@ -165,14 +165,26 @@ impl Tensor {
         Tensor::full_opts(shape, 1.0, opts)
     }
 
-    /// Zeros with this tensor's shape and dtype (no history).
+    /// Zeros with this tensor's shape and dtype (no history). Lazy: a broadcast constant that
+    /// the compiler folds into whatever uses it (e.g. a backward seed) until it is computed.
     pub fn zeros_like(&self) -> Tensor {
-        Tensor::zeros_typed(self.shape(), self.dtype())
+        self.filled_like(0.0)
     }
 
-    /// Ones with this tensor's shape and dtype (no history).
+    /// Ones with this tensor's shape and dtype (no history); lazy like [`Tensor::zeros_like`].
     pub fn ones_like(&self) -> Tensor {
-        Tensor::ones_typed(self.shape(), self.dtype())
+        self.filled_like(1.0)
+    }
+
+    fn filled_like(&self, v: f64) -> Tensor {
+        let s = self.scalar_like(v);
+        if self.dim() == 0 {
+            return s;
+        }
+        let e =
+            crate::expr::Expr::apply(kiln_ir::Op::Expand { shape: self.shape().to_vec() }, vec![s.expr()])
+                .expect("a scalar expands to any shape");
+        Tensor::from_expr(e)
     }
 
     /// `[start, start + step, ...)` up to `end` (exclusive), f32.

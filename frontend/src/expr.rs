@@ -120,7 +120,7 @@ pub(crate) fn realize(targets: &[Arc<Expr>]) -> Result<()> {
 pub(crate) struct Lowered {
     pub key: u64,
     pub graph: Arc<Graph>,
-    pub input_values: Vec<Value>,
+    pub input_values: Vec<Arc<Value>>,
     pub outputs: Vec<Arc<Expr>>,
     positions: HashMap<usize, usize>,
 }
@@ -198,7 +198,7 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
         let pending = match snap {
             Snap::Ready(v) => {
                 h.str("in");
-                input_values.push((**v).clone());
+                input_values.push(v.clone());
                 false
             }
             Snap::Pending(op, inputs) => {

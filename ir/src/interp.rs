@@ -30,7 +30,7 @@ use crate::op::{
     matmul_shape, reduce_axes, reduced_shape, Arity, BinaryOp, CompareOp, Op, ReduceOp, SliceRange, UnaryOp,
 };
 use ndarray::{Array3, ArrayD, Axis, IxDyn, LinalgScalar};
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 use std::fmt::Debug;
 
@@ -242,7 +242,7 @@ pub fn allclose(a: &Value, b: &Value, rtol: f64, atol: f64) -> bool {
 /// let err = run(&g, &[wrong]).unwrap_err().to_string();
 /// assert!(err.contains("'x'") && err.contains("f64[3]"), "{err}");
 /// ```
-pub fn run(g: &Graph, inputs: &[Value]) -> Result<Vec<Value>> {
+pub fn run<V: Borrow<Value>>(g: &Graph, inputs: &[V]) -> Result<Vec<Value>> {
     let slots = execute(g, inputs, true)?;
     g.outputs()
         .iter()
@@ -258,7 +258,7 @@ pub fn run(g: &Graph, inputs: &[Value]) -> Result<Vec<Value>> {
 
 /// Like [`run`], but evaluates every node of the graph (dead ones too) and returns all their
 /// values, for debugging. An error in a dead node is an error here.
-pub fn run_all(g: &Graph, inputs: &[Value]) -> Result<HashMap<NodeId, Value>> {
+pub fn run_all<V: Borrow<Value>>(g: &Graph, inputs: &[V]) -> Result<HashMap<NodeId, Value>> {
     let slots = execute(g, inputs, false)?;
     Ok(g.node_ids().filter_map(|id| Some((id, slots[id.index()].as_deref()?.clone()))).collect())
 }
@@ -270,7 +270,7 @@ pub fn eval_node(node: &Node, operands: &[&Value]) -> Result<Value> {
 }
 
 /// Checks `inputs` against the graph's inputs.
-fn check_inputs(g: &Graph, inputs: &[Value]) -> Result<()> {
+fn check_inputs<V: Borrow<Value>>(g: &Graph, inputs: &[V]) -> Result<()> {
     if inputs.len() != g.inputs().len() {
         return Err(Error::Interp(format!(
             "the graph has {} input(s) but {} value(s) were given",
@@ -279,6 +279,7 @@ fn check_inputs(g: &Graph, inputs: &[Value]) -> Result<()> {
         )));
     }
     for (k, (&id, v)) in g.inputs().iter().zip(inputs).enumerate() {
+        let v: &Value = v.borrow();
         let node =
             g.try_node(id).ok_or_else(|| Error::Interp(format!("input {k} is not a node of the graph")))?;
         let name = g.input_name(id).unwrap_or("?");
@@ -297,7 +298,11 @@ fn check_inputs(g: &Graph, inputs: &[Value]) -> Result<()> {
 
 /// Evaluates the graph; returns a slot per node index. With `live_only`, dead nodes are skipped and
 /// values are freed after their last use (outputs are kept).
-fn execute<'a>(g: &Graph, inputs: &'a [Value], live_only: bool) -> Result<Vec<Option<Cow<'a, Value>>>> {
+fn execute<'a, V: Borrow<Value>>(
+    g: &Graph,
+    inputs: &'a [V],
+    live_only: bool,
+) -> Result<Vec<Option<Cow<'a, Value>>>> {
     check_inputs(g, inputs)?;
     for (k, &o) in g.outputs().iter().enumerate() {
         if !g.contains(o) {
@@ -333,7 +338,7 @@ fn execute<'a>(g: &Graph, inputs: &'a [Value], live_only: bool) -> Result<Vec<Op
             let k = input_pos
                 .get(&id)
                 .ok_or_else(|| fail(format!("input '{name}' is missing from the graph's input list")))?;
-            Cow::Borrowed(&inputs[*k])
+            Cow::Borrowed(inputs[*k].borrow())
         } else {
             let args = operands
                 .iter()

@@ -762,7 +762,7 @@ fn constants_of_every_dtype() {
         let mut g = Graph::new();
         let c = g.constant(lit.clone(), [2, 1]).unwrap();
         g.set_outputs(vec![c]);
-        let got = run(&g, &[]).unwrap().remove(0);
+        let got = run::<Value>(&g, &[]).unwrap().remove(0);
         assert_eq!(got.dtype(), lit.dtype());
         assert_eq!(got.shape(), Shape::new([2, 1]));
         assert_eq!(got.to_literal(), lit);

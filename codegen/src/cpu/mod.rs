@@ -801,7 +801,7 @@ impl CpuExecutable {
     /// Runs the schedule on `inputs` (in `Schedule::inputs` order; each must have the buffer's
     /// dtype and element count, any shape and layout) and returns the outputs (in
     /// `Schedule::outputs` order, shaped as declared).
-    pub fn run(&self, inputs: &[Value]) -> Result<Vec<Value>> {
+    pub fn run<V: std::borrow::Borrow<Value>>(&self, inputs: &[V]) -> Result<Vec<Value>> {
         if inputs.len() != self.inputs.len() {
             return Err(CpuError::Input(format!(
                 "the schedule takes {} input(s), got {}",
@@ -810,6 +810,7 @@ impl CpuExecutable {
             )));
         }
         for (k, (v, &b)) in inputs.iter().zip(&self.inputs).enumerate() {
+            let v: &Value = v.borrow();
             let (dt, n) = self.buffers[b];
             if v.dtype() != dt || v.numel() != n {
                 return Err(CpuError::Input(format!(
@@ -832,7 +833,7 @@ impl CpuExecutable {
 
     /// Like [`CpuExecutable::run`], and also returns the wall time of each phase: `"copy in"`,
     /// every step by name, `"copy out"`.
-    pub fn run_profiled(&self, inputs: &[Value]) -> Result<(Vec<Value>, Profile)> {
+    pub fn run_profiled<V: std::borrow::Borrow<Value>>(&self, inputs: &[V]) -> Result<(Vec<Value>, Profile)> {
         let mut prof = vec![];
         let mut ws = self
             .workspaces
@@ -845,10 +846,10 @@ impl CpuExecutable {
         res.map(|v| (v, prof))
     }
 
-    fn run_in(
+    fn run_in<V: std::borrow::Borrow<Value>>(
         &self,
         ws: &mut Workspace,
-        inputs: &[Value],
+        inputs: &[V],
         mut prof: Option<&mut Profile>,
     ) -> Result<Vec<Value>> {
         if inputs.len() != self.inputs.len() {
@@ -869,7 +870,7 @@ impl CpuExecutable {
             let dst = self.ptr(ws, b);
             // SAFETY: `dst` points to a buffer of `numel · size` bytes (invariant 2) and the value
             // has that dtype and element count (checked in `run`).
-            unsafe { copy_in(v, dst) };
+            unsafe { copy_in(v.borrow(), dst) };
         }
         for (b, bytes) in &self.refill {
             let dst = self.ptr(ws, *b);
