@@ -8,6 +8,7 @@
 
 mod cache;
 pub mod cpu;
+pub mod recycle;
 
 pub use cache::{jit, jit_stats, CacheStats, Jit};
 

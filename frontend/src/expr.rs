@@ -80,11 +80,24 @@ impl Expr {
     }
 }
 
+thread_local! {
+    /// A placeholder swapped in for a value being recycled.
+    static EMPTY: Arc<Value> = Arc::new(Value::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[0]))));
+}
+
 impl Drop for Expr {
     /// Long chains of pending exprs (a loop that keeps building on one tensor) would otherwise be
     /// dropped recursively and overflow the stack: unlink them iteratively.
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let State::Ready(v) = state {
+            // The last reference to a computed value: give its memory back for reuse.
+            let v = std::mem::replace(v, EMPTY.with(Arc::clone));
+            if let Ok(v) = Arc::try_unwrap(v) {
+                kiln_codegen::recycle::give(v);
+            }
+            return;
+        }
         let State::Pending { inputs, .. } = state else { return };
         let mut stack = std::mem::take(inputs);
         while let Some(e) = stack.pop() {

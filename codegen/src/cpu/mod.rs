@@ -1027,8 +1027,9 @@ unsafe fn copy_in(v: &Value, dst: *mut u8) {
 ///
 /// # Safety
 /// `src` must be valid for reads of `n` initialised, aligned elements of `T`.
-unsafe fn vec_from<T: Copy>(src: *const T, n: usize) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(n);
+unsafe fn vec_from<T: crate::recycle::Recyclable>(src: *const T, n: usize) -> Vec<T> {
+    // Recycled memory when there is some: no page faults for outputs of repeated steps.
+    let mut v: Vec<T> = crate::recycle::take(n);
     // SAFETY: the capacity holds `n` elements; `par_copy` initialises all of them.
     unsafe {
         par_copy(src as *const u8, v.as_mut_ptr() as *mut u8, n * std::mem::size_of::<T>());
