@@ -31,5 +31,14 @@ fn main() -> kiln::Result<()> {
     let per_step = start.elapsed() / steps as u32;
     println!("fitted: w = {:.3} (true 2), b = {:.3} (true 3); {per_step:?} per step", w.item()?, b.item()?);
     println!("w = {w}\nb = {b}");
+    let c = kiln::jit_stats();
+    println!(
+        "backend {}: compile cache {} hits / {} misses ({:.1}% hits), {:.1} ms compiling",
+        kiln::backend_name()?,
+        c.hits,
+        c.misses,
+        100.0 * c.hit_rate(),
+        c.compile_seconds * 1e3
+    );
     Ok(())
 }

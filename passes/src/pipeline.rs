@@ -7,7 +7,7 @@
 //! order and the files of one graph stay together.
 
 use crate::error::{Error, Result};
-use crate::kernel::{Schedule, Step};
+use crate::kernel::{Role, Schedule, Step};
 use crate::{fusion, plan, simplify};
 use kiln_ir::Graph;
 use std::fmt;
@@ -47,6 +47,10 @@ pub struct Report {
     pub unshared_bytes: usize,
     /// Peak arena bytes after planning.
     pub peak_bytes: usize,
+    /// Bytes of intermediate values kept in buffers (computed, not outputs): in a training
+    /// step, what the backward keeps from the forward plus the backward's own temporaries —
+    /// everything else is recomputed inside kernels.
+    pub kept_bytes: usize,
     pub in_place: usize,
     /// (pass, microseconds).
     pub pass_micros: Vec<(&'static str, f64)>,
@@ -59,8 +63,8 @@ impl fmt::Display for Report {
         writeln!(f, "steps: {} kernels, {} matmuls", self.kernels, self.matmuls)?;
         writeln!(
             f,
-            "memory: {} B unshared, {} B peak arena, {} in place",
-            self.unshared_bytes, self.peak_bytes, self.in_place
+            "memory: {} B unshared, {} B peak arena, {} in place, {} B of intermediates kept",
+            self.unshared_bytes, self.peak_bytes, self.in_place, self.kept_bytes
         )?;
         for (p, us) in &self.pass_micros {
             writeln!(f, "pass {p}: {us:.1} µs")?;
@@ -143,6 +147,13 @@ pub fn compile(g: &Graph, opts: &PipelineOptions) -> Result<Compiled> {
     report.unshared_bytes = mp.naive_bytes;
     report.peak_bytes = mp.arena_bytes;
     report.in_place = mp.in_place;
+    report.kept_bytes = schedule
+        .buffers
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| b.role == Role::Computed && !schedule.outputs.iter().any(|(o, _)| o == i))
+        .map(|(_, b)| b.bytes())
+        .sum();
     dump.write("plan", &[("schedule.txt", schedule.to_string()), ("report.txt", report.to_string())])?;
     Ok(Compiled { graph, schedule, report })
 }
