@@ -79,16 +79,7 @@ proptest! {
 }
 
 fn inputs_of(g: &Graph) -> Vec<Value> {
-    g.inputs()
-        .iter()
-        .enumerate()
-        .map(|(k, &i)| {
-            let n = g.node(i);
-            let data: Vec<f64> =
-                (0..n.shape.numel()).map(|j| ((j * 7 + k * 3) % 11) as f64 / 5.0 - 1.0).collect();
-            Value::from_f64(n.dtype, n.shape.clone(), &data).unwrap()
-        })
-        .collect()
+    kiln_passes::workloads::sample_inputs(g)
 }
 
 #[test]

@@ -102,3 +102,18 @@ pub fn cube_second_derivative() -> Result<Graph> {
     g.set_outputs(vec![y, d1, d2]);
     Ok(g)
 }
+
+/// Deterministic input values for a workload graph (a small repeating pattern in `[-1, 1)`), so
+/// tests of different crates run the same graphs on the same data.
+pub fn sample_inputs(g: &Graph) -> Vec<kiln_ir::interp::Value> {
+    g.inputs()
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let n = g.node(i);
+            let data: Vec<f64> =
+                (0..n.shape.numel()).map(|j| ((j * 7 + k * 3) % 11) as f64 / 5.0 - 1.0).collect();
+            kiln_ir::interp::Value::from_f64(n.dtype, n.shape.clone(), &data).expect("sized to the input")
+        })
+        .collect()
+}

@@ -87,17 +87,7 @@ fn workload_schedules_match_the_interpreter() {
         kiln_passes::workloads::cube_second_derivative().unwrap(),
     ];
     for g in graphs {
-        let vals: Vec<Value> = g
-            .inputs()
-            .iter()
-            .enumerate()
-            .map(|(k, &i)| {
-                let n = g.node(i);
-                let data: Vec<f64> =
-                    (0..n.shape.numel()).map(|j| ((j * 7 + k * 3) % 11) as f64 / 5.0 - 1.0).collect();
-                Value::from_f64(n.dtype, n.shape.clone(), &data).unwrap()
-            })
-            .collect();
+        let vals = kiln_passes::workloads::sample_inputs(&g);
         let want = run(&g, &vals).unwrap();
         let mut s = g.clone();
         simplify(&mut s).unwrap();
