@@ -8,10 +8,10 @@
 
 use crate::backend;
 use crate::error::{Error, Result};
-use kiln_ir::hash::{hash_op, StableHasher};
 use kiln_ir::interp::Value;
 use kiln_ir::{DType, Graph, Literal, NodeId, Op, Shape};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A lazily computed array.
@@ -135,7 +135,7 @@ pub(crate) struct Lowered {
     pub graph: Arc<Graph>,
     pub input_values: Vec<Arc<Value>>,
     pub outputs: Vec<Arc<Expr>>,
-    positions: HashMap<usize, usize>,
+    positions: FastMap<usize, usize>,
 }
 
 impl Lowered {
@@ -159,12 +159,12 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
     // Post-order walk over pending exprs, iterative (graphs can be long chains).
     let ptr = |e: &Arc<Expr>| Arc::as_ptr(e) as usize;
     let mut order: Vec<Arc<Expr>> = Vec::new();
-    let mut pos: HashMap<usize, usize> = HashMap::new(); // expr → position in `order`
-    let mut parent_refs: HashMap<usize, usize> = HashMap::new();
+    let mut pos: FastMap<usize, usize> = FastMap::default(); // expr → position in `order`
+    let mut parent_refs: FastMap<usize, usize> = FastMap::default();
     // Each expr's state is read once, when the walk reaches it: another thread may realize it
     // meanwhile, and the graph must match what was walked.
     let mut snaps: Vec<Snap> = Vec::new();
-    let mut pending_snap: HashMap<usize, Snap> = HashMap::new();
+    let mut pending_snap: FastMap<usize, Snap> = FastMap::default();
     let mut stack: Vec<(Arc<Expr>, bool)> = targets.iter().rev().map(|t| (t.clone(), false)).collect();
     while let Some((e, expanded)) = stack.pop() {
         if pos.contains_key(&ptr(&e)) {
@@ -200,24 +200,23 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
     // Structure key, input values, and what to store: the targets, and pending exprs held
     // outside this DAG (by tensors, saved values) — computing them now avoids computing them
     // again later.
-    let mut h = StableHasher::new();
+    let mut h = FxHasher::default();
     let mut input_values = Vec::new();
     let mut outputs = Vec::new();
     let mut out_pos = Vec::new();
     for (i, (e, snap)) in order.iter().zip(&snaps).enumerate() {
-        h.u64(e.dtype as u64);
-        h.usize(e.shape.rank());
-        e.shape.0.iter().for_each(|&d| h.usize(d));
+        e.dtype.hash(&mut h);
+        e.shape.hash(&mut h);
         let pending = match snap {
             Snap::Ready(v) => {
-                h.str("in");
+                h.write_u8(0xff);
                 input_values.push(v.clone());
                 false
             }
             Snap::Pending(op, inputs) => {
-                hash_op(&mut h, op);
-                h.usize(inputs.len());
-                inputs.iter().for_each(|x| h.usize(pos[&ptr(x)]));
+                op.hash(&mut h);
+                h.write_usize(inputs.len());
+                inputs.iter().for_each(|x| h.write_usize(pos[&ptr(x)]));
                 !matches!(op, Op::Constant(_))
             }
         };
@@ -231,7 +230,7 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
         if (pending && (is_target || held_outside)) || constant_target {
             outputs.push(e.clone());
             out_pos.push(i);
-            h.usize(i);
+            h.write_usize(i);
         }
     }
     let key = h.finish();
@@ -263,7 +262,7 @@ enum Snap {
 fn build_graph(
     order: &[Arc<Expr>],
     snaps: &[Snap],
-    pos: &HashMap<usize, usize>,
+    pos: &FastMap<usize, usize>,
     out_pos: &[usize],
 ) -> Result<Graph> {
     let mut g = Graph::new();
@@ -287,3 +286,34 @@ fn build_graph(
     g.set_outputs(out_pos.iter().map(|&i| nodes[i]).collect());
     Ok(g)
 }
+
+/// A small, fast, in-process hasher (the multiply-rotate scheme of rustc's FxHash) for the
+/// lowering walk's pointer maps and structure key: SipHash and byte-wise FNV showed up in the
+/// per-step profile of small training steps. Not stable across processes — the key only has
+/// to identify structures within one run.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
