@@ -6,16 +6,33 @@
 //! ```
 //!
 //! [`compile`] verifies the schedule, plans memory and every step, and JIT-compiles one function
-//! per kernel; [`CpuExecutable::run`] copies the inputs in, runs the steps in order (kernels split
-//! over the thread pool, matrix products through `matrixmultiply`), and copies the outputs out.
+//! per kernel; [`CpuExecutable::run`] binds the inputs (zero-copy when it can, see Memory), runs the
+//! steps in order (kernels split over the thread pool, matrix products through `matrixmultiply`),
+//! and hands the outputs over (again zero-copy when it can).
 //!
 //! ## Memory
 //! - `Role::Computed` buffers live in one arena per workspace when the planner gave them
 //!   `arena_offset`s (sized by `arena_bytes`), otherwise in one allocation each. Buffers are kept
 //!   across runs, so repeated runs do not fault fresh pages.
 //! - Constants are materialised once, at compile time, and shared by all runs.
-//! - Inputs are copied into buffers of their own (a zero-copy path can later hand the kernels
-//!   the caller's memory instead: kernels only see a table of slot pointers).
+//! - Every buffer's base pointer for the current run is `Workspace::bases[b]`, and the kernels
+//!   see it through their pointer tables; both normally point at the buffer's home.
+//! - Zero-copy inputs: an input buffer that no step writes, listed once in `Schedule::inputs`
+//!   and living in its own allocation, is *bound* for the run to the caller's memory when the
+//!   value is standard-layout and aligned to its element size (bool values are one byte 0/1,
+//!   the kernels' representation). Other inputs are copied into their home.
+//! - Zero-copy outputs: a `Role::Computed` f32/f64/i64 output, listed once, not an input, with a
+//!   writing step, is bound for the run to a fresh `Vec` from [`crate::recycle::take`], which then
+//!   becomes the output value. Its arena range (if any) stays unused for the run, so this is done
+//!   only when no other buffer's data reaches it through shared memory: every buffer overlapping
+//!   it in the arena is not an output, is touched by no step after the output's first writer, and
+//!   is not stored by that writer (so the in-place case, an output written over a victim that dies
+//!   in the same step, qualifies: the victim's loads already read its own values). The vector is
+//!   zeroed first when some step loads the output at or before its first writer; otherwise the
+//!   first writer either writes every element or is preceded by the zeroing below, so no
+//!   uninitialised element is read or handed out. Bool and other outputs are copied out.
+//! - Bindings are undone (bases and tables pointed back at the homes) before a run returns, so a
+//!   workspace at rest only holds pointers into its own memory and the executable's constants.
 //! - A buffer that no single step writes entirely is zeroed before its first writer (the
 //!   reference executor's buffers start at zero), so partial writes read like the reference.
 //!
@@ -34,7 +51,10 @@
 //!    `plan` re-checks what verify does not (outer stores over the outer domain, dtypes);
 //! 2. every buffer is allocated with exactly `numel · size` bytes (arena offsets are checked to
 //!    fit `arena_bytes` and to be aligned to the element size);
-//! 3. inputs are checked for dtype and element count before they are copied in;
+//! 3. inputs are checked for dtype and element count before they are copied in or bound; a bound
+//!    input is only read (no step stores into it, checked when compiling) and outlives the run;
+//!    a bound output vector has capacity for `numel` elements and is given its length only after
+//!    every step ran without error;
 //! 4. a kernel that reads memory it also writes (same buffer or overlapping arena ranges) reads
 //!    a snapshot copy unless every such load hits exactly the address its point writes;
 //! 5. a kernel is split over threads only when its stores are provably injective and stores to
@@ -218,12 +238,16 @@ struct Workspace {
     arena: AlignedBuf,
     own: Vec<AlignedBuf>,
     scratch: Vec<AlignedBuf>,
+    /// Per buffer: its base pointer for the current run (its home unless bound).
+    bases: Vec<*mut u8>,
     /// Per pass: the slot pointers handed to the kernel function.
     tables: Vec<Vec<*mut u8>>,
 }
 
-// SAFETY: a workspace owns its allocations; the raw pointers in `tables` point into them (or into
-// the executable's constants, which outlive every workspace) and move with them.
+// SAFETY: a workspace owns its allocations; the raw pointers in `bases` and `tables` point into
+// them (or into the executable's constants, which outlive every workspace) and move with them.
+// During a run some point at the caller's inputs or the run's output vectors; the run undoes
+// that before it returns, and a workspace is used by one run at a time.
 unsafe impl Send for Workspace {}
 
 /// A compiled schedule. See the module docs for memory, threading and safety.
@@ -232,6 +256,12 @@ pub struct CpuExecutable {
     homes: Vec<Home>,
     inputs: Vec<BufferId>,
     outputs: Vec<(BufferId, Vec<usize>)>,
+    /// Per input position: whether the value may be bound in place (see the module docs).
+    zc_inputs: Vec<bool>,
+    /// Per output position: `Some(zero first)` when the buffer is written into the output vector.
+    zc_outputs: Vec<Option<bool>>,
+    /// Per buffer that may be bound: the `(table, slot)` positions holding its pointer.
+    sites: Vec<Vec<(usize, usize)>>,
     /// Constant buffers written by some step: refilled from the literal at the start of each run.
     refill: Vec<(BufferId, Vec<u8>)>,
     consts: Vec<AlignedBuf>,
@@ -501,6 +531,62 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
         }
     }
 
+    // Zero-copy bindings (see the module docs).
+    let nb = s.buffers.len();
+    let mut first_load: Vec<Option<usize>> = vec![None; nb];
+    let mut last_touch: Vec<Option<usize>> = vec![None; nb];
+    let mut stored_at: Vec<Vec<BufferId>> = vec![vec![]; s.steps.len()];
+    for (si, step) in s.steps.iter().enumerate() {
+        let (loads, stores): (Vec<BufferId>, Vec<BufferId>) = match step {
+            Step::Kernel(k) => (
+                k.instrs
+                    .iter()
+                    .filter_map(|i| if let KOp::Load { buffer, .. } = i.op { Some(buffer) } else { None })
+                    .collect(),
+                k.stores.iter().map(|st| st.buffer).collect(),
+            ),
+            Step::MatMul(m) => (vec![m.a.buffer, m.b.buffer], vec![m.out]),
+        };
+        for &b in &loads {
+            first_load[b].get_or_insert(si);
+        }
+        for &b in loads.iter().chain(&stores) {
+            last_touch[b] = Some(si);
+        }
+        stored_at[si] = stores;
+    }
+    let once = |list: &mut dyn Iterator<Item = BufferId>, b: BufferId| list.filter(|&x| x == b).count() == 1;
+    let output_ids: Vec<BufferId> = s.outputs.iter().map(|o| o.0).collect();
+    let zc_inputs: Vec<bool> = s
+        .inputs
+        .iter()
+        .map(|&b| {
+            !written[b]
+                && matches!(homes[b], Home::Own(_))
+                && !matches!(s.buffers[b].role, Role::Constant(_))
+                && once(&mut s.inputs.iter().copied(), b)
+        })
+        .collect();
+    let zc_outputs: Vec<Option<bool>> = s
+        .outputs
+        .iter()
+        .map(|&(b, _)| {
+            let t = first_writer[b]?;
+            let ok = s.buffers[b].role == Role::Computed
+                && s.buffers[b].dtype != DType::Bool
+                && !s.inputs.contains(&b)
+                && once(&mut output_ids.iter().copied(), b)
+                && (0..nb).all(|y| {
+                    y == b
+                        || !mm.alias(y, b)
+                        || (!output_ids.contains(&y)
+                            && last_touch[y].is_none_or(|l| l <= t)
+                            && !stored_at[t].contains(&y))
+                });
+            ok.then_some(first_load[b].is_some_and(|l| l <= t))
+        })
+        .collect();
+
     // Plan and compile every step.
     let mut jit = Jit::new()?;
     let mut launches = vec![];
@@ -703,11 +789,28 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
             t.1 += 1;
         }
     }
+    let mut sites: Vec<Vec<(usize, usize)>> = vec![vec![]; nb];
+    let bindable = |b: BufferId| {
+        s.inputs.iter().zip(&zc_inputs).any(|(&x, &z)| x == b && z)
+            || s.outputs.iter().zip(&zc_outputs).any(|(x, z)| x.0 == b && z.is_some())
+    };
+    for (ti, (slots, _)) in table_slots.iter().enumerate() {
+        for (i, sl) in slots.iter().enumerate() {
+            if let Slot::Buf(b) = *sl {
+                if bindable(b) {
+                    sites[b].push((ti, i));
+                }
+            }
+        }
+    }
     Ok(CpuExecutable {
         buffers: s.buffers.iter().map(|b| (b.dtype, b.numel)).collect(),
         homes,
         inputs: s.inputs.clone(),
         outputs: s.outputs.clone(),
+        zc_inputs,
+        zc_outputs,
+        sites,
         refill,
         consts,
         arena_bytes,
@@ -765,8 +868,10 @@ impl CpuExecutable {
             arena: AlignedBuf::zeroed(self.arena_bytes),
             own: self.own_sizes.iter().map(|&n| AlignedBuf::zeroed(n)).collect(),
             scratch: self.scratch_sizes.iter().map(|&n| AlignedBuf::zeroed(n)).collect(),
+            bases: vec![],
             tables: vec![],
         };
+        ws.bases = (0..self.buffers.len()).map(|b| self.home_ptr(&ws, b)).collect();
         let tables = self
             .table_slots
             .iter()
@@ -774,7 +879,7 @@ impl CpuExecutable {
                 slots
                     .iter()
                     .map(|sl| match sl {
-                        Slot::Buf(b) => self.ptr(&ws, *b),
+                        Slot::Buf(b) => ws.bases[*b],
                         Slot::Snap(j) => ws.scratch[self.launches[*li].snapshots[*j].1].as_ptr(),
                     })
                     .collect()
@@ -784,8 +889,22 @@ impl CpuExecutable {
         ws
     }
 
-    /// Base pointer of buffer `b` in `ws`.
+    /// Base pointer of buffer `b` for the current run in `ws`.
     fn ptr(&self, ws: &Workspace, b: BufferId) -> *mut u8 {
+        ws.bases[b]
+    }
+
+    /// Points buffer `b` (one with `sites`) at `p` for the current run, or back at its home.
+    fn bind(&self, ws: &mut Workspace, b: BufferId, p: Option<*mut u8>) {
+        let p = p.unwrap_or_else(|| self.home_ptr(ws, b));
+        ws.bases[b] = p;
+        for &(t, i) in &self.sites[b] {
+            ws.tables[t][i] = p;
+        }
+    }
+
+    /// Base pointer of buffer `b`'s home in `ws`.
+    fn home_ptr(&self, ws: &Workspace, b: BufferId) -> *mut u8 {
         match self.homes[b] {
             Home::Const(i) => self.consts[i].as_ptr(),
             // SAFETY: `o + bytes <= arena_bytes` was checked when compiling.
@@ -866,11 +985,44 @@ impl CpuExecutable {
                 t = Instant::now();
             }
         };
-        for (v, &b) in inputs.iter().zip(&self.inputs) {
-            let dst = self.ptr(ws, b);
-            // SAFETY: `dst` points to a buffer of `numel · size` bytes (invariant 2) and the value
-            // has that dtype and element count (checked in `run`).
-            unsafe { copy_in(v.borrow(), dst) };
+        // Bindings of this run, undone before returning.
+        let mut bound: Vec<BufferId> = vec![];
+        for (k, (v, &b)) in inputs.iter().zip(&self.inputs).enumerate() {
+            let v: &Value = v.borrow();
+            match borrowed_ptr(v).filter(|_| self.zc_inputs[k]) {
+                Some(p) => {
+                    // The value has the buffer's dtype and element count (checked in `run`), is
+                    // contiguous and aligned, borrowed for the whole run, and never written.
+                    self.bind(ws, b, Some(p));
+                    bound.push(b);
+                }
+                None => {
+                    let dst = self.ptr(ws, b);
+                    // SAFETY: `dst` points to a buffer of `numel · size` bytes (invariant 2) and
+                    // the value has that dtype and element count (checked in `run`).
+                    unsafe { copy_in(v, dst) };
+                }
+            }
+        }
+        let mut out_vecs: Vec<Option<OutVec>> = Vec::with_capacity(self.outputs.len());
+        for (&(b, _), zc) in self.outputs.iter().zip(&self.zc_outputs) {
+            let Some(zero) = *zc else {
+                out_vecs.push(None);
+                continue;
+            };
+            let (dt, n) = self.buffers[b];
+            let Some(mut v) = OutVec::take(dt, n) else {
+                out_vecs.push(None);
+                continue;
+            };
+            let p = v.as_mut_ptr();
+            if zero {
+                // SAFETY: the vector has capacity for `n` elements of `dt`.
+                unsafe { std::ptr::write_bytes(p, 0, self.bytes_of(b)) };
+            }
+            self.bind(ws, b, Some(p));
+            bound.push(b);
+            out_vecs.push(Some(v));
         }
         for (b, bytes) in &self.refill {
             let dst = self.ptr(ws, *b);
@@ -915,22 +1067,32 @@ impl CpuExecutable {
             let _ = li;
             lap(&l.name, &mut prof);
         }
-        if status != 0 {
+        let out = if status != 0 {
             let what = if status & emit::STATUS_INT_DIV_ZERO != 0 {
                 "integer division by zero"
             } else {
                 "integer power with a negative exponent is not defined"
             };
-            return Err(CpuError::Runtime(format!("kernel {}: {what}", first_error.unwrap_or_default())));
+            Err(CpuError::Runtime(format!("kernel {}: {what}", first_error.unwrap_or_default())))
+        } else {
+            self.outputs
+                .iter()
+                .zip(out_vecs)
+                .map(|((b, shape), v)| match v {
+                    // SAFETY: every step ran; the first writer of the buffer wrote all `numel`
+                    // elements, or the vector was zeroed before (see the module docs).
+                    Some(v) => unsafe { v.into_value(self.buffers[*b].1, shape) },
+                    // SAFETY: the buffer holds `numel` initialised elements of its dtype (bound
+                    // inputs are still borrowed here).
+                    None => unsafe {
+                        copy_out(self.ptr(ws, *b), self.buffers[*b].0, self.buffers[*b].1, shape)
+                    },
+                })
+                .collect()
+        };
+        for b in bound {
+            self.bind(ws, b, None);
         }
-        let out = self
-            .outputs
-            .iter()
-            .map(|(b, shape)| {
-                // SAFETY: the buffer holds `numel` initialised elements of its dtype.
-                unsafe { copy_out(self.ptr(ws, *b), self.buffers[*b].0, self.buffers[*b].1, shape) }
-            })
-            .collect();
         lap("copy out", &mut prof);
         out
     }
@@ -988,6 +1150,67 @@ unsafe fn par_copy(src: *const u8, dst: *mut u8, bytes: usize) {
         // SAFETY: a sub-range of the caller's ranges; tasks write disjoint parts.
         unsafe { std::ptr::copy_nonoverlapping((s + lo) as *const u8, (d + lo) as *mut u8, hi - lo) };
     });
+}
+
+/// The memory of a standard-layout value, when it is aligned to its element size (what a
+/// buffer's pointer must be). Bool values are bytes 0/1, as the kernels store them.
+fn borrowed_ptr(v: &Value) -> Option<*mut u8> {
+    let (p, align) = match v {
+        Value::F32(a) => (a.as_slice()?.as_ptr() as *mut u8, std::mem::align_of::<f32>()),
+        Value::F64(a) => (a.as_slice()?.as_ptr() as *mut u8, std::mem::align_of::<f64>()),
+        Value::I64(a) => (a.as_slice()?.as_ptr() as *mut u8, std::mem::align_of::<i64>()),
+        Value::Bool(a) => (a.as_slice()?.as_ptr() as *mut u8, std::mem::align_of::<bool>()),
+    };
+    ((p as usize) % align == 0).then_some(p)
+}
+
+/// An output vector the steps write into directly.
+enum OutVec {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+impl OutVec {
+    /// An empty vector with capacity for `n` elements of `dt` (`None` for bool).
+    fn take(dt: DType, n: usize) -> Option<OutVec> {
+        Some(match dt {
+            DType::F32 => OutVec::F32(crate::recycle::take(n)),
+            DType::F64 => OutVec::F64(crate::recycle::take(n)),
+            DType::I64 => OutVec::I64(crate::recycle::take(n)),
+            DType::Bool => return None,
+        })
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut u8 {
+        match self {
+            OutVec::F32(v) => v.as_mut_ptr() as *mut u8,
+            OutVec::F64(v) => v.as_mut_ptr() as *mut u8,
+            OutVec::I64(v) => v.as_mut_ptr() as *mut u8,
+        }
+    }
+
+    /// The value of `shape` holding the first `n` elements.
+    ///
+    /// # Safety
+    /// The first `n` elements must have been initialised (the capacity is at least `n`).
+    unsafe fn into_value(self, n: usize, shape: &[usize]) -> Result<Value> {
+        let sh = ndarray::IxDyn(shape);
+        let err = |e: ndarray::ShapeError| CpuError::Internal(format!("output shape {shape:?}: {e}"));
+        macro_rules! fin {
+            ($v:expr, $c:path) => {{
+                let mut v = $v;
+                // SAFETY: caller contract; `take(n)` gave capacity for `n`.
+                unsafe { v.set_len(n) };
+                $c(ndarray::ArrayD::from_shape_vec(sh, v).map_err(err)?)
+            }};
+        }
+        Ok(match self {
+            OutVec::F32(v) => fin!(v, Value::F32),
+            OutVec::F64(v) => fin!(v, Value::F64),
+            OutVec::I64(v) => fin!(v, Value::I64),
+        })
+    }
 }
 
 /// Copies a value's elements (row-major, any layout) to `dst`.
