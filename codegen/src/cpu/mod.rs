@@ -129,8 +129,11 @@ pub struct CompileStats {
 
 /// A zero-initialised, 64-byte-aligned heap allocation of `len` bytes.
 struct AlignedBuf {
+    /// 64-byte aligned start of the usable bytes.
     ptr: *mut u8,
     len: usize,
+    /// What the allocator returned (`ptr` is `base` rounded up to `ALIGN`).
+    base: *mut u8,
 }
 
 // SAFETY: `AlignedBuf` uniquely owns its allocation; moving it between threads is fine, and
@@ -140,19 +143,31 @@ unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
     const ALIGN: usize = 64;
+    /// Allocated with the allocator's natural alignment and rounded up by hand: with this
+    /// alignment `alloc_zeroed` is `calloc`, which hands out fresh zero pages without touching
+    /// them (an over-aligned request is allocated and then memset, touching every page twice).
+    const BASE_ALIGN: usize = 16;
+
+    fn layout(len: usize) -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(len + Self::ALIGN, Self::BASE_ALIGN)
+            .expect("buffer size overflows")
+    }
 
     fn zeroed(len: usize) -> AlignedBuf {
         if len == 0 {
             // Dangling but aligned for every element type; never dereferenced.
-            return AlignedBuf { ptr: std::ptr::without_provenance_mut(Self::ALIGN), len: 0 };
+            let p = std::ptr::without_provenance_mut(Self::ALIGN);
+            return AlignedBuf { ptr: p, len: 0, base: p };
         }
-        let layout = std::alloc::Layout::from_size_align(len, Self::ALIGN).expect("buffer size overflows");
+        let layout = Self::layout(len);
         // SAFETY: the layout has a nonzero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        if ptr.is_null() {
+        let base = unsafe { std::alloc::alloc_zeroed(layout) };
+        if base.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
-        AlignedBuf { ptr, len }
+        // SAFETY: at most ALIGN - 1 bytes past `base`, and `len` more bytes remain after it.
+        let ptr = unsafe { base.add(base.align_offset(Self::ALIGN)) };
+        AlignedBuf { ptr, len, base }
     }
 
     fn from_bytes(bytes: &[u8]) -> AlignedBuf {
@@ -174,9 +189,8 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if self.len > 0 {
-            let layout = std::alloc::Layout::from_size_align(self.len, Self::ALIGN).expect("valid");
-            // SAFETY: allocated in `zeroed` with this layout.
-            unsafe { std::alloc::dealloc(self.ptr, layout) };
+            // SAFETY: `base` was allocated in `zeroed` with this layout.
+            unsafe { std::alloc::dealloc(self.base, Self::layout(self.len)) };
         }
     }
 }
