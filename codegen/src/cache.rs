@@ -67,9 +67,23 @@ impl Jit {
     }
 
     /// Compiles `g` (no cache).
+    /// With `KILN_DUMP=<dir>`, the pipeline's stages and then the Cranelift IR of every kernel
+    /// (`<hash>.4-codegen.clif`) are written there.
     pub fn compile(g: &Graph) -> kiln_ir::Result<CpuExecutable> {
-        let compiled = pipeline::compile(g, &PipelineOptions::from_env()).map_err(pass_error)?;
-        Ok(cpu::compile(&compiled.schedule)?)
+        let opts = PipelineOptions::from_env();
+        let compiled = pipeline::compile(g, &opts).map_err(pass_error)?;
+        let exe = cpu::compile(&compiled.schedule)?;
+        if let Some(dir) = &opts.dump_dir {
+            let mut text = String::new();
+            for (name, clif) in exe.clif() {
+                text.push_str(&format!("; kernel {name}\n{clif}\n"));
+            }
+            let path = dir.join(format!("{:016x}.4-codegen.clif", compiled.report.graph_hash));
+            std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&path, text))
+                .map_err(|e| kiln_ir::Error::Interp(format!("KILN_DUMP: writing {}: {e}", path.display())))?;
+        }
+        Ok(exe)
     }
 
     /// The executable for `key`, or `None` when the graph should be interpreted this time: a
