@@ -7,6 +7,7 @@ use crate::Backend;
 use kiln_ir::interp::Value;
 use kiln_ir::Graph;
 use kiln_passes::pipeline::{self, PipelineOptions};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -119,6 +120,16 @@ impl Jit {
     }
 }
 
+impl Jit {
+    /// Runs the compiled executable for `key`, or interprets `g` while it is not compiled yet.
+    fn run_with<V: Borrow<Value>>(&self, key: u64, g: &Graph, inputs: &[V]) -> kiln_ir::Result<Vec<Value>> {
+        match self.executable(key, g)? {
+            Some(exe) => Ok(exe.run(inputs)?),
+            None => kiln_ir::interp::run(g, inputs),
+        }
+    }
+}
+
 fn pass_error(e: kiln_passes::Error) -> kiln_ir::Error {
     match e {
         kiln_passes::Error::Ir(e) => e,
@@ -132,17 +143,11 @@ impl Backend for Jit {
     }
 
     fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
-        match self.executable(g.structural_hash(), g)? {
-            Some(exe) => Ok(exe.run(inputs)?),
-            None => kiln_ir::interp::run(g, inputs),
-        }
+        self.run_with(g.structural_hash(), g, inputs)
     }
 
     fn run_keyed(&self, key: u64, g: &Graph, inputs: &[Arc<Value>]) -> kiln_ir::Result<Vec<Value>> {
-        match self.executable(key, g)? {
-            Some(exe) => Ok(exe.run(inputs)?),
-            None => kiln_ir::interp::run(g, inputs),
-        }
+        self.run_with(key, g, inputs)
     }
 }
 
@@ -156,8 +161,14 @@ pub fn jit() -> &'static Jit {
 /// Counters of the process-wide JIT's compile cache.
 ///
 /// ```
+/// use kiln_codegen::Backend;
+/// let g = kiln_passes::workloads::w1(8, false).unwrap();
+/// let x = kiln_ir::interp::Value::from_f64(kiln_ir::DType::F32, [8], &[0.5; 8]).unwrap();
+/// kiln_codegen::jit().run(&g, &[x.clone()]).unwrap();
+/// kiln_codegen::jit().run(&g, &[x]).unwrap();
 /// let s = kiln_codegen::jit_stats();
-/// assert!(s.hit_rate() >= 0.0);
+/// assert_eq!((s.misses, s.hits), (1, 1));
+/// assert_eq!(s.hit_rate(), 0.5);
 /// ```
 pub fn jit_stats() -> CacheStats {
     jit().stats()

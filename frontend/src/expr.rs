@@ -220,11 +220,10 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
                 !matches!(op, Op::Constant(_))
             }
         };
-        let is_target = targets.iter().any(|t| Arc::ptr_eq(t, e));
+        let target_refs = targets.iter().filter(|t| Arc::ptr_eq(t, e)).count();
+        let is_target = target_refs > 0;
         // References: `order` holds one, each parent in the DAG one, each target entry one.
-        let internal = 1
-            + parent_refs.get(&ptr(e)).copied().unwrap_or(0)
-            + targets.iter().filter(|t| Arc::ptr_eq(t, e)).count();
+        let internal = 1 + parent_refs.get(&ptr(e)).copied().unwrap_or(0) + target_refs;
         let held_outside = Arc::strong_count(e) > internal;
         let constant_target = is_target && matches!(snap, Snap::Pending(..)) && !pending;
         if (pending && (is_target || held_outside)) || constant_target {

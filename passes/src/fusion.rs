@@ -434,22 +434,6 @@ fn finish(kb: KernelBuilder, name: String, reduce_axes: Vec<usize>, stores: Vec<
 /// Merges each kernel into an earlier one over the same domain when it does not depend on
 /// anything computed from that one on (so it can run at the earlier kernel's place).
 fn merge(steps: Vec<Step>) -> Vec<Step> {
-    let writes = |s: &Step| -> Vec<BufferId> {
-        match s {
-            Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
-            Step::MatMul(m) => vec![m.out],
-        }
-    };
-    let reads = |s: &Step| -> Vec<BufferId> {
-        match s {
-            Step::Kernel(k) => k
-                .instrs
-                .iter()
-                .filter_map(|i| if let KOp::Load { buffer, .. } = i.op { Some(buffer) } else { None })
-                .collect(),
-            Step::MatMul(m) => vec![m.a.buffer, m.b.buffer],
-        }
-    };
     let compatible = |o: &Kernel, k: &Kernel| {
         o.domain == k.domain
             && (o.reduce_axes == k.reduce_axes || o.reduce_axes.is_empty() || k.reduce_axes.is_empty())
@@ -459,9 +443,9 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
     for step in steps {
         let target = match &step {
             Step::Kernel(k) => {
-                let r = reads(&step);
+                let r = step.reads();
                 // The last step this one depends on, directly.
-                let dep = out.iter().rposition(|p| writes(p).iter().any(|w| r.contains(w)));
+                let dep = out.iter().rposition(|p| p.writes().iter().any(|w| r.contains(w)));
                 // It can join the kernel it depends on when every value it reads from it is
                 // available there, at the same point (then the load becomes that value).
                 let join_dep = dep.filter(|&d| match &out[d] {
@@ -531,13 +515,7 @@ fn as_epilogue(o: &Kernel, k: &Kernel) -> Option<Kernel> {
                 KOp::Load { buffer: *buffer, access }
             }
             other => {
-                let args: Vec<usize> = match other {
-                    KOp::Unary(_, a) | KOp::Cast(a) | KOp::Reduce(_, a) => vec![*a],
-                    KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => vec![*a, *b],
-                    KOp::Where(c, a, b) => vec![*c, *a, *b],
-                    _ => vec![],
-                };
-                from_o[i] = args.iter().any(|&a| from_o[a]);
+                from_o[i] = other.operands().iter().any(|&a| from_o[a]);
                 other.clone()
             }
         };

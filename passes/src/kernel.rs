@@ -76,6 +76,18 @@ pub enum KOp {
     Reduce(ReduceOp, ValueId),
 }
 
+impl KOp {
+    /// The values this instruction reads, in operand order.
+    pub fn operands(&self) -> Vec<ValueId> {
+        match self {
+            KOp::Load { .. } | KOp::Const(_) => vec![],
+            KOp::Unary(_, a) | KOp::Cast(a) | KOp::Reduce(_, a) => vec![*a],
+            KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => vec![*a, *b],
+            KOp::Where(c, a, b) => vec![*c, *a, *b],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instr {
     pub op: KOp,
@@ -167,6 +179,28 @@ pub struct Schedule {
     pub arena_bytes: usize,
 }
 
+impl Step {
+    /// Buffers this step reads (with repeats, in instruction order).
+    pub fn reads(&self) -> Vec<BufferId> {
+        match self {
+            Step::Kernel(k) => k
+                .instrs
+                .iter()
+                .filter_map(|i| if let KOp::Load { buffer, .. } = i.op { Some(buffer) } else { None })
+                .collect(),
+            Step::MatMul(m) => vec![m.a.buffer, m.b.buffer],
+        }
+    }
+
+    /// Buffers this step writes (with repeats, in store order).
+    pub fn writes(&self) -> Vec<BufferId> {
+        match self {
+            Step::Kernel(k) => k.stores.iter().map(|st| st.buffer).collect(),
+            Step::MatMul(m) => vec![m.out],
+        }
+    }
+}
+
 // ----- checks ---------------------------------------------------------------------------------
 
 impl Kernel {
@@ -176,11 +210,8 @@ impl Kernel {
         for (i, ins) in self.instrs.iter().enumerate() {
             inner[i] = match &ins.op {
                 KOp::Load { access, .. } => self.reduce_axes.iter().any(|&a| access.strides[a] != 0),
-                KOp::Const(_) => false,
-                KOp::Reduce(..) => false,
-                KOp::Unary(_, a) | KOp::Cast(a) => inner[*a],
-                KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => inner[*a] || inner[*b],
-                KOp::Where(c, a, b) => inner[*c] || inner[*a] || inner[*b],
+                KOp::Const(_) | KOp::Reduce(..) => false,
+                op => op.operands().iter().any(|&a| inner[a]),
             };
         }
         inner
@@ -192,10 +223,7 @@ impl Kernel {
         for (i, ins) in self.instrs.iter().enumerate() {
             post[i] = match &ins.op {
                 KOp::Reduce(..) => true,
-                KOp::Load { .. } | KOp::Const(_) => false,
-                KOp::Unary(_, a) | KOp::Cast(a) => post[*a],
-                KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => post[*a] || post[*b],
-                KOp::Where(c, a, b) => post[*c] || post[*a] || post[*b],
+                op => op.operands().iter().any(|&a| post[a]),
             };
         }
         post

@@ -35,16 +35,7 @@ pub fn plan_memory(s: &mut Schedule) -> MemoryPlan {
     let mut first_write = vec![usize::MAX; n];
     let mut last_use = vec![0usize; n];
     for (t, step) in s.steps.iter().enumerate() {
-        let (reads, writes): (Vec<BufferId>, Vec<BufferId>) = match step {
-            Step::Kernel(k) => (
-                k.instrs
-                    .iter()
-                    .filter_map(|i| if let KOp::Load { buffer, .. } = i.op { Some(buffer) } else { None })
-                    .collect(),
-                k.stores.iter().map(|st| st.buffer).collect(),
-            ),
-            Step::MatMul(m) => (vec![m.a.buffer, m.b.buffer], vec![m.out]),
-        };
+        let (reads, writes) = (step.reads(), step.writes());
         for w in writes {
             first_write[w] = first_write[w].min(t);
             last_use[w] = last_use[w].max(t);
@@ -173,22 +164,11 @@ pub fn live_ranges(s: &Schedule) -> Vec<Option<(usize, usize)>> {
         };
     };
     for (t, step) in s.steps.iter().enumerate() {
-        match step {
-            Step::Kernel(k) => {
-                for st in &k.stores {
-                    touch(st.buffer, t, true);
-                }
-                for i in &k.instrs {
-                    if let KOp::Load { buffer, .. } = i.op {
-                        touch(buffer, t, false);
-                    }
-                }
-            }
-            Step::MatMul(m) => {
-                touch(m.out, t, true);
-                touch(m.a.buffer, t, false);
-                touch(m.b.buffer, t, false);
-            }
+        for b in step.writes() {
+            touch(b, t, true);
+        }
+        for b in step.reads() {
+            touch(b, t, false);
         }
     }
     for (b, _) in &s.outputs {

@@ -165,7 +165,7 @@ pub(crate) fn emit_kernel(
     }
     for i in (0..k.instrs.len()).rev() {
         if needed[i] {
-            for a in operands(&k.instrs[i].op) {
+            for a in k.instrs[i].op.operands() {
                 needed[a] = true;
             }
         }
@@ -173,15 +173,6 @@ pub(crate) fn emit_kernel(
     let mut em = Em { b, k, math, ipow, err, slots, needed };
     em.units(begin, end)?;
     Ok(())
-}
-
-fn operands(op: &KOp) -> Vec<usize> {
-    match op {
-        KOp::Load { .. } | KOp::Const(_) => vec![],
-        KOp::Unary(_, a) | KOp::Cast(a) | KOp::Reduce(_, a) => vec![*a],
-        KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => vec![*a, *b],
-        KOp::Where(c, a, b) => vec![*c, *a, *b],
-    }
 }
 
 impl Em<'_, '_> {
@@ -732,7 +723,7 @@ impl Em<'_, '_> {
                     )));
                 }
             }
-            stack.extend(operands(&self.k.instrs[v].op).into_iter().filter(|&a| env[a].is_none()));
+            stack.extend(self.k.instrs[v].op.operands().into_iter().filter(|&a| env[a].is_none()));
         }
         for v in 0..env.len() {
             if want[v] {

@@ -551,16 +551,7 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
     let mut last_touch: Vec<Option<usize>> = vec![None; nb];
     let mut stored_at: Vec<Vec<BufferId>> = vec![vec![]; s.steps.len()];
     for (si, step) in s.steps.iter().enumerate() {
-        let (loads, stores): (Vec<BufferId>, Vec<BufferId>) = match step {
-            Step::Kernel(k) => (
-                k.instrs
-                    .iter()
-                    .filter_map(|i| if let KOp::Load { buffer, .. } = i.op { Some(buffer) } else { None })
-                    .collect(),
-                k.stores.iter().map(|st| st.buffer).collect(),
-            ),
-            Step::MatMul(m) => (vec![m.a.buffer, m.b.buffer], vec![m.out]),
-        };
+        let (loads, stores) = (step.reads(), step.writes());
         for &b in &loads {
             first_load[b].get_or_insert(si);
         }

@@ -16,15 +16,6 @@ use std::borrow::Cow;
 /// Largest number of instructions of one generated kernel piece.
 pub(crate) const MAX_INSTRS: usize = 384;
 
-fn operands(op: &KOp) -> Vec<usize> {
-    match op {
-        KOp::Load { .. } | KOp::Const(_) => vec![],
-        KOp::Unary(_, a) | KOp::Cast(a) | KOp::Reduce(_, a) => vec![*a],
-        KOp::Binary(_, a, b) | KOp::Compare(_, a, b) => vec![*a, *b],
-        KOp::Where(c, a, b) => vec![*c, *a, *b],
-    }
-}
-
 fn remap(op: &KOp, m: &[usize]) -> KOp {
     match op.clone() {
         KOp::Unary(u, a) => KOp::Unary(u, m[a]),
@@ -90,7 +81,7 @@ fn split_kernel(k: &Kernel, out: &mut Schedule) {
     }
     for i in (0..n).rev() {
         if live[i] {
-            for a in operands(&k.instrs[i].op) {
+            for a in k.instrs[i].op.operands() {
                 live[a] = true;
             }
         }
@@ -109,7 +100,7 @@ fn split_kernel(k: &Kernel, out: &mut Schedule) {
     let mut scratch: Vec<Option<usize>> = vec![None; n];
     let mut need_later = vec![false; n];
     for &i in &order {
-        for a in operands(&k.instrs[i].op) {
+        for a in k.instrs[i].op.operands() {
             if piece_of[a] < piece_of[i] && !cheap(a) {
                 need_later[a] = true;
             }
@@ -138,7 +129,7 @@ fn split_kernel(k: &Kernel, out: &mut Schedule) {
         let mut local = vec![usize::MAX; n];
         let cx = Cx { k, piece_of: &piece_of, scratch: &scratch, contiguous: &contiguous };
         for &i in ids.iter() {
-            for a in operands(&k.instrs[i].op) {
+            for a in k.instrs[i].op.operands() {
                 if piece_of[a] != p {
                     cx.bring(a, p, &mut local, &mut instrs);
                 }

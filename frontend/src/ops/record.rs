@@ -46,7 +46,7 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
         let output = graph.add(op, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
         ReversePlan::new(Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output }, &needs)
     })?;
-    record(Cow::Borrowed(name), plan, inputs, expr, view)
+    record(Cow::Borrowed(name), plan, inputs, &needs, expr, view)
 }
 
 /// What identifies a primitive op's reverse plan: the op, each operand's type (and value, for
@@ -119,8 +119,9 @@ pub(crate) fn apply_composite(
     if !records(inputs, expr.dtype.is_float()) {
         return Ok(Tensor::from_expr(expr));
     }
-    let plan = Arc::new(ReversePlan::new(template, &needs_grad(inputs))?);
-    record(Cow::Borrowed(name), plan, inputs, expr, false)
+    let needs = needs_grad(inputs);
+    let plan = Arc::new(ReversePlan::new(template, &needs)?);
+    record(Cow::Borrowed(name), plan, inputs, &needs, expr, false)
 }
 
 /// A graph with one node per input: constant operands that need no gradient are embedded as
@@ -148,11 +149,11 @@ fn record(
     name: Cow<'static, str>,
     plan: Arc<ReversePlan>,
     inputs: &[&Tensor],
+    needs: &[bool],
     expr: Arc<Expr>,
     view: bool,
 ) -> Result<Tensor> {
-    let needs = needs_grad(inputs);
-    let next = inputs.iter().zip(&needs).map(|(t, &n)| if n { gradient_edge(t) } else { None }).collect();
+    let next = inputs.iter().zip(needs).map(|(t, &n)| if n { gradient_edge(t) } else { None }).collect();
     let saved_inputs = inputs
         .iter()
         .zip(&plan.uses_input)
