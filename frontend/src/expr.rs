@@ -10,7 +10,6 @@ use crate::backend;
 use crate::error::{Error, Result};
 use kiln_ir::interp::Value;
 use kiln_ir::{DType, Graph, Literal, NodeId, Op, Shape};
-use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,23 +17,40 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub(crate) struct Expr {
     pub dtype: DType,
     pub shape: Shape,
+    /// The op that computes this expr (`None` for values that were never pending). Immutable and
+    /// kept after realization, so the lowering walk reads it without locking or cloning.
+    op: Option<Op>,
+    /// Hash of (op, dtype, shape), computed once when the op is recorded: the lowering walk's
+    /// structural key combines these instead of hashing every op again on every step.
+    op_hash: u64,
     state: Mutex<State>,
 }
 
 enum State {
-    Pending { op: Op, inputs: Vec<Arc<Expr>> },
+    Pending(Vec<Arc<Expr>>),
     Ready(Arc<Value>),
 }
 
 impl Expr {
     /// A computed value.
     pub fn ready(v: Value) -> Arc<Expr> {
-        Arc::new(Expr { dtype: v.dtype(), shape: v.shape(), state: Mutex::new(State::Ready(Arc::new(v))) })
+        Arc::new(Expr {
+            dtype: v.dtype(),
+            shape: v.shape(),
+            op: None,
+            op_hash: 0,
+            state: Mutex::new(State::Ready(Arc::new(v))),
+        })
     }
 
     /// A pending op whose result type was already inferred by the caller.
     pub fn pending(op: Op, inputs: Vec<Arc<Expr>>, dtype: DType, shape: Shape) -> Arc<Expr> {
-        Arc::new(Expr { dtype, shape, state: Mutex::new(State::Pending { op, inputs }) })
+        let mut h = FxHasher::default();
+        op.hash(&mut h);
+        dtype.hash(&mut h);
+        shape.hash(&mut h);
+        let op_hash = h.finish();
+        Arc::new(Expr { dtype, shape, op: Some(op), op_hash, state: Mutex::new(State::Pending(inputs)) })
     }
 
     /// A constant (kept in the graph as a `Constant` node, so passes can fold it).
@@ -45,8 +61,15 @@ impl Expr {
 
     /// `op(inputs)`, typed by the op's shape rule.
     pub fn apply(op: Op, inputs: Vec<Arc<Expr>>) -> Result<Arc<Expr>> {
-        let types: Vec<(DType, &Shape)> = inputs.iter().map(|e| (e.dtype, &e.shape)).collect();
-        let (dtype, shape) = op.infer(&types)?;
+        let (dtype, shape) = match inputs.as_slice() {
+            // The common arities without collecting the operand types first.
+            [a] => op.infer(&[(a.dtype, &a.shape)])?,
+            [a, b] => op.infer(&[(a.dtype, &a.shape), (b.dtype, &b.shape)])?,
+            _ => {
+                let types: Vec<(DType, &Shape)> = inputs.iter().map(|e| (e.dtype, &e.shape)).collect();
+                op.infer(&types)?
+            }
+        };
         Ok(Expr::pending(op, inputs, dtype, shape))
     }
 
@@ -58,14 +81,23 @@ impl Expr {
     pub fn value(&self) -> Option<Arc<Value>> {
         match &*self.lock() {
             State::Ready(v) => Some(v.clone()),
-            State::Pending { .. } => None,
+            State::Pending(_) => None,
         }
     }
 
     /// The literal of a pending `Constant`.
     pub fn literal(&self) -> Option<Literal> {
-        match &*self.lock() {
-            State::Pending { op: Op::Constant(l), .. } => Some(l.clone()),
+        match &self.op {
+            Some(Op::Constant(l)) if matches!(&*self.lock(), State::Pending(_)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+
+    /// For a pending `Constant`: the hash of its literal and type (`None` otherwise). Equal
+    /// literals of equal type give equal hashes.
+    pub fn constant_hash(&self) -> Option<u64> {
+        match &self.op {
+            Some(Op::Constant(_)) if matches!(&*self.lock(), State::Pending(_)) => Some(self.op_hash),
             _ => None,
         }
     }
@@ -98,13 +130,11 @@ impl Drop for Expr {
             }
             return;
         }
-        let State::Pending { inputs, .. } = state else { return };
+        let State::Pending(inputs) = state else { return };
         let mut stack = std::mem::take(inputs);
         while let Some(e) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(e) {
-                if let State::Pending { inputs, .. } =
-                    inner.state.get_mut().unwrap_or_else(|p| p.into_inner())
-                {
+                if let State::Pending(inputs) = inner.state.get_mut().unwrap_or_else(|p| p.into_inner()) {
                     stack.append(inputs);
                 }
             }
@@ -135,67 +165,132 @@ pub(crate) struct Lowered {
     pub graph: Arc<Graph>,
     pub input_values: Vec<Arc<Value>>,
     pub outputs: Vec<Arc<Expr>>,
-    positions: FastMap<usize, usize>,
+    walk: Walk,
 }
 
 impl Lowered {
     /// The graph node computing `e` (which must have been lowered). Graphs are built one node
-    /// per walked expr, in walk order, so the node is the expr's position.
+    /// per walked expr, in post-order, so the node is the expr's position in that order.
     pub fn node_of(&self, e: &Arc<Expr>) -> NodeId {
-        NodeId::new(self.positions[&(Arc::as_ptr(e) as usize)])
+        let i = self.walk.index[&(Arc::as_ptr(e) as usize)];
+        NodeId::new(self.walk.entries[i as usize].pos as usize)
     }
 }
 
 /// Graphs already built, by structural key: a training loop lowers the same structure every
 /// step, and only its input values change.
-static GRAPHS: Mutex<Option<HashMap<u64, Arc<Graph>>>> = Mutex::new(None);
+static GRAPHS: Mutex<Option<FastMap<u64, Arc<Graph>>>> = Mutex::new(None);
 const GRAPH_CACHE_LIMIT: usize = 512;
 
-/// Lowers the pending DAG behind `targets`. Computed exprs become inputs named `in0, in1, ...`;
-/// pending constants become `Constant` nodes. The walk computes a structural key (ops, types,
-/// wiring, which nodes are outputs); the petgraph graph is only built the first time a key is
-/// seen.
-pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
-    // Post-order walk over pending exprs, iterative (graphs can be long chains).
-    let ptr = |e: &Arc<Expr>| Arc::as_ptr(e) as usize;
-    let mut order: Vec<Arc<Expr>> = Vec::new();
-    let mut pos: FastMap<usize, usize> = FastMap::default(); // expr → position in `order`
-    let mut parent_refs: FastMap<usize, usize> = FastMap::default();
-    // Each expr's state is read once, when the walk reaches it: another thread may realize it
-    // meanwhile, and the graph must match what was walked.
-    let mut snaps: Vec<Snap> = Vec::new();
-    let mut pending_snap: FastMap<usize, Snap> = FastMap::default();
-    let mut stack: Vec<(Arc<Expr>, bool)> = targets.iter().rev().map(|t| (t.clone(), false)).collect();
-    while let Some((e, expanded)) = stack.pop() {
-        if pos.contains_key(&ptr(&e)) {
-            continue;
-        }
-        if expanded {
-            pos.insert(ptr(&e), order.len());
-            snaps.push(pending_snap.remove(&ptr(&e)).expect("snapshot taken when expanded"));
-            order.push(e);
-            continue;
-        }
-        if pending_snap.contains_key(&ptr(&e)) {
-            continue;
-        }
-        let snap = match &*e.lock() {
-            State::Pending { op, inputs } => Snap::Pending(op.clone(), inputs.clone()),
-            State::Ready(v) => Snap::Ready(v.clone()),
+/// One expr reached by the lowering walk.
+struct Entry {
+    expr: Arc<Expr>,
+    /// The value, if the expr was computed when the walk reached it (it becomes a graph input).
+    value: Option<Arc<Value>>,
+    /// Its operands (entry indices) as `edges[edges_start..edges_end]`, if it was pending.
+    edges_start: u32,
+    edges_end: u32,
+    /// How many operand slots of walked pending exprs refer to it (each holds one `Arc`).
+    parents: u32,
+    /// How many times it appears among the targets.
+    target_refs: u32,
+    expanded: bool,
+    /// Position in post-order (= its graph node).
+    pos: u32,
+}
+
+/// The pending DAG behind some targets, each expr once, with its state as the walk saw it.
+/// Another thread may realize an expr meanwhile; the graph must match what was walked, so every
+/// expr's state is read exactly once.
+#[derive(Default)]
+struct Walk {
+    index: FastMap<usize, u32>,
+    entries: Vec<Entry>,
+    edges: Vec<u32>,
+    order: Vec<u32>,
+}
+
+impl Walk {
+    fn new(targets: &[Arc<Expr>]) -> Walk {
+        let cap = 64;
+        let mut w = Walk {
+            index: FastMap::with_capacity_and_hasher(cap, Default::default()),
+            entries: Vec::with_capacity(cap),
+            edges: Vec::with_capacity(2 * cap),
+            order: Vec::with_capacity(cap),
         };
-        let inputs = match &snap {
-            Snap::Pending(_, inputs) => inputs.clone(),
-            Snap::Ready(_) => Vec::new(),
-        };
-        pending_snap.insert(ptr(&e), snap);
-        stack.push((e, true));
-        for i in inputs.iter().rev() {
-            *parent_refs.entry(ptr(i)).or_default() += 1;
-            if !pos.contains_key(&ptr(i)) {
-                stack.push((i.clone(), false));
+        // Iterative post-order (graphs can be long chains).
+        let mut stack: Vec<(u32, bool)> = Vec::with_capacity(cap);
+        for t in targets.iter().rev() {
+            let i = w.discover(t);
+            w.entries[i as usize].target_refs += 1;
+            stack.push((i, false));
+        }
+        while let Some((i, done)) = stack.pop() {
+            let iu = i as usize;
+            if done {
+                w.entries[iu].pos = w.order.len() as u32;
+                w.order.push(i);
+                continue;
+            }
+            if w.entries[iu].expanded {
+                continue;
+            }
+            w.entries[iu].expanded = true;
+            let e = w.entries[iu].expr.clone();
+            let start = w.edges.len() as u32;
+            match &*e.lock() {
+                State::Ready(v) => w.entries[iu].value = Some(v.clone()),
+                State::Pending(inputs) => {
+                    for x in inputs {
+                        let j = w.discover(x);
+                        w.entries[j as usize].parents += 1;
+                        w.edges.push(j);
+                    }
+                }
+            }
+            let end = w.edges.len() as u32;
+            (w.entries[iu].edges_start, w.entries[iu].edges_end) = (start, end);
+            stack.push((i, true));
+            for k in (start..end).rev() {
+                let j = w.edges[k as usize];
+                if !w.entries[j as usize].expanded {
+                    stack.push((j, false));
+                }
             }
         }
+        w
     }
+
+    fn discover(&mut self, e: &Arc<Expr>) -> u32 {
+        let next = self.entries.len() as u32;
+        let i = *self.index.entry(Arc::as_ptr(e) as usize).or_insert(next);
+        if i == next {
+            self.entries.push(Entry {
+                expr: e.clone(),
+                value: None,
+                edges_start: 0,
+                edges_end: 0,
+                parents: 0,
+                target_refs: 0,
+                expanded: false,
+                pos: 0,
+            });
+        }
+        i
+    }
+
+    fn operands(&self, entry: &Entry) -> &[u32] {
+        &self.edges[entry.edges_start as usize..entry.edges_end as usize]
+    }
+}
+
+/// Lowers the pending DAG behind `targets`. Computed exprs become inputs named `in0, in1, ...`;
+/// pending constants become `Constant` nodes. The walk computes a structural key from the
+/// per-expr hashes taken when each op was recorded, plus the wiring and which nodes are
+/// outputs; the petgraph graph is only built the first time a key is seen.
+pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
+    let walk = Walk::new(targets);
 
     // Structure key, input values, and what to store: the targets, and pending exprs held
     // outside this DAG (by tensors, saved values) — computing them now avoids computing them
@@ -204,44 +299,51 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
     let mut input_values = Vec::new();
     let mut outputs = Vec::new();
     let mut out_pos = Vec::new();
-    for (i, (e, snap)) in order.iter().zip(&snaps).enumerate() {
-        e.dtype.hash(&mut h);
-        e.shape.hash(&mut h);
-        let pending = match snap {
-            Snap::Ready(v) => {
+    for (p, &i) in walk.order.iter().enumerate() {
+        let en = &walk.entries[i as usize];
+        let e = &en.expr;
+        let pending = match &en.value {
+            Some(v) => {
+                e.dtype.hash(&mut h);
+                e.shape.hash(&mut h);
                 h.write_u8(0xff);
                 input_values.push(v.clone());
                 false
             }
-            Snap::Pending(op, inputs) => {
-                op.hash(&mut h);
-                h.write_usize(inputs.len());
-                inputs.iter().for_each(|x| h.write_usize(pos[&ptr(x)]));
-                !matches!(op, Op::Constant(_))
+            None => {
+                h.write_u64(e.op_hash);
+                let ops = walk.operands(en);
+                h.write_usize(ops.len());
+                ops.iter().for_each(|&j| h.write_u64(u64::from(walk.entries[j as usize].pos)));
+                !matches!(e.op, Some(Op::Constant(_)))
             }
         };
-        let target_refs = targets.iter().filter(|t| Arc::ptr_eq(t, e)).count();
-        let is_target = target_refs > 0;
-        // References: `order` holds one, each parent in the DAG one, each target entry one.
-        let internal = 1 + parent_refs.get(&ptr(e)).copied().unwrap_or(0) + target_refs;
+        // References inside this walk: its entry, each operand slot of a walked pending expr.
+        // Target slices are the caller's, so count them too.
+        let internal = 1 + en.parents as usize + en.target_refs as usize;
         let held_outside = Arc::strong_count(e) > internal;
-        let constant_target = is_target && matches!(snap, Snap::Pending(..)) && !pending;
+        let is_target = en.target_refs > 0;
+        let constant_target = is_target && en.value.is_none() && !pending;
         if (pending && (is_target || held_outside)) || constant_target {
             outputs.push(e.clone());
-            out_pos.push(i);
-            h.write_usize(i);
+            out_pos.push(p);
+            h.write_usize(p);
         }
     }
     let key = h.finish();
 
-    let cached =
-        GRAPHS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key).cloned();
+    let cached = GRAPHS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(FastMap::default)
+        .get(&key)
+        .cloned();
     let graph = match cached {
         Some(g) => g,
         None => {
-            let g = Arc::new(build_graph(&order, &snaps, &pos, &out_pos)?);
+            let g = Arc::new(build_graph(&walk, &out_pos)?);
             let mut cache = GRAPHS.lock().unwrap_or_else(|p| p.into_inner());
-            let cache = cache.get_or_insert_with(HashMap::new);
+            let cache = cache.get_or_insert_with(FastMap::default);
             if cache.len() >= GRAPH_CACHE_LIMIT {
                 cache.clear();
             }
@@ -249,34 +351,25 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
             g
         }
     };
-    Ok(Lowered { key, graph, input_values, outputs, positions: pos })
+    Ok(Lowered { key, graph, input_values, outputs, walk })
 }
 
-/// An expr's state as the lowering walk saw it.
-enum Snap {
-    Ready(Arc<Value>),
-    Pending(Op, Vec<Arc<Expr>>),
-}
-
-fn build_graph(
-    order: &[Arc<Expr>],
-    snaps: &[Snap],
-    pos: &FastMap<usize, usize>,
-    out_pos: &[usize],
-) -> Result<Graph> {
+fn build_graph(walk: &Walk, out_pos: &[usize]) -> Result<Graph> {
     let mut g = Graph::new();
-    let mut nodes: Vec<NodeId> = Vec::with_capacity(order.len());
+    let mut nodes: Vec<NodeId> = Vec::with_capacity(walk.order.len());
     let mut n_inputs = 0;
-    for (e, snap) in order.iter().zip(snaps) {
-        let node = match snap {
-            Snap::Ready(_) => {
+    for &i in &walk.order {
+        let en = &walk.entries[i as usize];
+        let e = &en.expr;
+        let node = match (&en.value, &e.op) {
+            (Some(_), _) | (None, None) => {
                 n_inputs += 1;
                 g.input(format!("in{}", n_inputs - 1), e.dtype, e.shape.clone())
             }
-            Snap::Pending(Op::Constant(lit), _) => g.constant(lit.clone(), e.shape.clone())?,
-            Snap::Pending(op, inputs) => {
+            (None, Some(Op::Constant(lit))) => g.constant(lit.clone(), e.shape.clone())?,
+            (None, Some(op)) => {
                 let operands: Vec<NodeId> =
-                    inputs.iter().map(|i| nodes[pos[&(Arc::as_ptr(i) as usize)]]).collect();
+                    walk.operands(en).iter().map(|&j| nodes[walk.entries[j as usize].pos as usize]).collect();
                 g.add(op.clone(), &operands)?
             }
         };
@@ -315,4 +408,53 @@ impl Hasher for FxHasher {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_ir::{BinaryOp, UnaryOp};
+
+    fn leaf() -> Arc<Expr> {
+        Expr::ready(Value::from_f64(DType::F32, [3], &[1.0, 2.0, 3.0]).unwrap())
+    }
+
+    fn chain(x: &Arc<Expr>) -> (Arc<Expr>, Arc<Expr>) {
+        let two = Expr::constant(Literal::scalar(DType::F32, 2.0), Shape::scalar());
+        let b = Expr::apply(Op::Binary(BinaryOp::Mul), vec![x.clone(), two]).unwrap();
+        let c = Expr::apply(Op::Unary(UnaryOp::Exp), vec![b.clone()]).unwrap();
+        (b, c)
+    }
+
+    #[test]
+    fn only_targets_and_values_held_elsewhere_become_outputs() {
+        // An intermediate referenced only inside the DAG is fused away, not stored.
+        let x = leaf();
+        let (b, c) = chain(&x);
+        drop(b);
+        let l = lower(std::slice::from_ref(&c)).unwrap();
+        assert_eq!(l.outputs.len(), 1);
+        assert!(Arc::ptr_eq(&l.outputs[0], &c));
+        assert_eq!(l.input_values.len(), 1);
+
+        // Held by someone else (a tensor, a saved value): stored too, so it is not recomputed.
+        let (b, c) = chain(&x);
+        let l = lower(std::slice::from_ref(&c)).unwrap();
+        assert_eq!(l.outputs.len(), 2);
+        assert!(l.outputs.iter().any(|o| Arc::ptr_eq(o, &b)));
+    }
+
+    #[test]
+    fn the_key_tells_apart_shared_and_distinct_inputs() {
+        let (x, y) = (leaf(), leaf());
+        let mul =
+            |a: &Arc<Expr>, b: &Arc<Expr>| Expr::apply(Op::Binary(BinaryOp::Mul), vec![a.clone(), b.clone()]);
+        let same = lower(&[mul(&x, &x).unwrap()]).unwrap();
+        let distinct = lower(&[mul(&x, &y).unwrap()]).unwrap();
+        assert_ne!(same.key, distinct.key);
+        assert_eq!((same.input_values.len(), distinct.input_values.len()), (1, 2));
+        // The same structure over other values has the same key.
+        let again = lower(&[mul(&y, &y).unwrap()]).unwrap();
+        assert_eq!(same.key, again.key);
+    }
+}

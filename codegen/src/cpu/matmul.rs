@@ -27,6 +27,11 @@ use kiln_passes::kernel::MatMulStep;
 /// Below this many multiply-adds a product runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 18;
 
+/// Below this many multiply-adds per batch a plain loop is used: `matrixmultiply` packs both
+/// operands into panels first, which dominates tiny products (a 32×1 · 1×1 step of a small
+/// regression cost ~2 000 instructions that way).
+const SMALL_MACS: usize = 4096;
+
 /// A planned product: element strides of both operands (batch axes, rows, columns).
 #[derive(Clone, Debug)]
 pub(crate) struct MatMulPlan {
@@ -125,8 +130,27 @@ impl MatMulPlan {
                 // SAFETY: the sub-block's elements are elements of the full product's operands
                 // and output (rows r0..r1, columns c0..c1), in bounds by the caller's contract;
                 // tasks write disjoint blocks of `out`.
+                let small = (r1 - r0) * (c1 - c0) * k <= SMALL_MACS;
                 unsafe {
                     match self.dtype {
+                        DType::F32 if small => small_gemm(
+                            (r1 - r0, k, c1 - c0),
+                            (ap as *const f32).offset(a_off),
+                            (rsa, csa),
+                            (bp as *const f32).offset(b_off),
+                            (rsb, csb),
+                            (op as *mut f32).offset(o_off),
+                            n as isize,
+                        ),
+                        DType::F64 if small => small_gemm(
+                            (r1 - r0, k, c1 - c0),
+                            (ap as *const f64).offset(a_off),
+                            (rsa, csa),
+                            (bp as *const f64).offset(b_off),
+                            (rsb, csb),
+                            (op as *mut f64).offset(o_off),
+                            n as isize,
+                        ),
                         DType::F32 => matrixmultiply::sgemm(
                             r1 - r0,
                             k,
@@ -165,5 +189,34 @@ impl MatMulPlan {
             }
         };
         pool::run(tasks, &task);
+    }
+}
+
+/// `c = a @ b` for an `m × k` by `k × n` product with element strides, as a plain loop.
+///
+/// # Safety
+/// Every `a[i·rsa + p·csa]`, `b[p·rsb + j·csb]` (i < m, p < k, j < n) is readable and every
+/// `c[i·rsc + j]` writable, and `c` overlaps neither operand.
+unsafe fn small_gemm<T>(
+    (m, k, n): (usize, usize, usize),
+    a: *const T,
+    (rsa, csa): (isize, isize),
+    b: *const T,
+    (rsb, csb): (isize, isize),
+    c: *mut T,
+    rsc: isize,
+) where
+    T: Copy + Default + std::ops::Mul<Output = T> + std::ops::Add<Output = T>,
+{
+    for i in 0..m as isize {
+        for j in 0..n as isize {
+            let mut acc = T::default();
+            for p in 0..k as isize {
+                // SAFETY: in bounds by the function's contract.
+                acc = acc + unsafe { *a.offset(i * rsa + p * csa) * *b.offset(p * rsb + j * csb) };
+            }
+            // SAFETY: as above.
+            unsafe { *c.offset(i * rsc + j) = acc };
+        }
     }
 }

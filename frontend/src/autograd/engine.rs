@@ -8,11 +8,11 @@
 
 use crate::autograd::mode::set_grad_enabled;
 use crate::autograd::node::{Edge, HookList, Kind, Node, RELEASED};
-use crate::autograd::plan::replay;
 use crate::error::{Error, Result};
 use crate::expr;
+use crate::expr::FastMap;
 use crate::tensor::Tensor;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 pub(crate) struct Request {
@@ -35,69 +35,72 @@ fn key(n: &Arc<Node>) -> Key {
 pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     let _mode = set_grad_enabled(req.create_graph);
 
-    // Discover the graph and count, for every node, the edges that lead into it.
-    let mut nodes: HashMap<Key, Arc<Node>> = HashMap::new();
-    let mut deps: HashMap<Key, usize> = HashMap::new();
-    let mut stack: Vec<Arc<Node>> = Vec::new();
+    // Discover the graph and count, for every node, the edges that lead into it. Nodes are
+    // numbered in discovery order; everything below indexes by that number.
+    let mut graph = Discovered::default();
+    let mut stack: Vec<usize> = Vec::new();
     for (e, _) in &req.roots {
-        if nodes.insert(key(&e.node), e.node.clone()).is_none() {
-            stack.push(e.node.clone());
+        let (i, new) = graph.visit(&e.node);
+        if new {
+            stack.push(i);
         }
     }
-    while let Some(n) = stack.pop() {
+    while let Some(i) = stack.pop() {
+        let n = graph.nodes[i].clone();
         for e in n.next.iter().flatten() {
-            *deps.entry(key(&e.node)).or_default() += 1;
-            if nodes.insert(key(&e.node), e.node.clone()).is_none() {
-                stack.push(e.node.clone());
+            let (j, new) = graph.visit(&e.node);
+            graph.deps[j] += 1;
+            if new {
+                stack.push(j);
             }
         }
     }
+    let Discovered { index, nodes, deps } = graph;
 
     // Execution order: ready nodes, newest first.
-    let mut order: Vec<Arc<Node>> = Vec::with_capacity(nodes.len());
-    let mut remaining = deps.clone();
+    let mut order: Vec<usize> = Vec::with_capacity(nodes.len());
+    let mut remaining = deps;
     let mut ready: BinaryHeap<(u64, usize)> = BinaryHeap::new();
-    let by_ptr: Vec<Arc<Node>> = nodes.values().cloned().collect();
-    let index: HashMap<Key, usize> = by_ptr.iter().enumerate().map(|(i, n)| (key(n), i)).collect();
-    for n in &by_ptr {
-        if remaining.get(&key(n)).copied().unwrap_or(0) == 0 {
-            ready.push((n.seq, index[&key(n)]));
+    for (i, n) in nodes.iter().enumerate() {
+        if remaining[i] == 0 {
+            ready.push((n.seq, i));
         }
     }
     while let Some((_, i)) = ready.pop() {
-        let n = by_ptr[i].clone();
-        for e in n.next.iter().flatten() {
-            let r = remaining.get_mut(&key(&e.node)).expect("counted above");
-            *r -= 1;
-            if *r == 0 {
-                ready.push((e.node.seq, index[&key(&e.node)]));
+        for e in nodes[i].next.iter().flatten() {
+            let j = index[&key(&e.node)];
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                ready.push((e.node.seq, j));
             }
         }
-        order.push(n);
+        order.push(i);
     }
 
     // With `capture`, only nodes on a path to a captured edge run.
-    let needed: Option<HashMap<Key, bool>> = req.capture.as_ref().map(|caps| {
-        let mut need: HashMap<Key, bool> = HashMap::new();
-        for n in order.iter().rev() {
+    let needed: Option<Vec<bool>> = req.capture.as_ref().map(|caps| {
+        let mut need = vec![false; nodes.len()];
+        for &i in order.iter().rev() {
+            let n = &nodes[i];
             let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, n));
-            let feeds = n.next.iter().flatten().any(|e| need.get(&key(&e.node)).copied().unwrap_or(false));
-            need.insert(key(n), is_target || feeds);
+            let feeds = n.next.iter().flatten().any(|e| need[index[&key(&e.node)]]);
+            need[i] = is_target || feeds;
         }
         need
     });
 
-    let mut buffers: HashMap<Key, Vec<Option<Tensor>>> = HashMap::new();
+    let mut buffers: Vec<Option<Vec<Option<Tensor>>>> = vec![None; nodes.len()];
     for (e, g) in req.roots {
-        add_grad(&mut buffers, &e, g)?;
+        add_grad(&mut buffers[index[&key(&e.node)]], &e, g)?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
     let mut to_realize: Vec<Tensor> = Vec::new();
 
-    for node in &order {
-        let Some(mut buf) = buffers.remove(&key(node)) else { continue };
+    for &i in &order {
+        let node = &nodes[i];
+        let Some(mut buf) = buffers[i].take() else { continue };
         if let Some(need) = &needed {
-            if !need[&key(node)] {
+            if !need[i] {
                 continue;
             }
         }
@@ -156,7 +159,7 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
         };
         for (e, g) in node.next.iter().zip(outs) {
             if let (Some(e), Some(g)) = (e, g) {
-                add_grad(&mut buffers, e, g)?;
+                add_grad(&mut buffers[index[&key(&e.node)]], e, g)?;
             }
         }
         if !req.retain_graph {
@@ -176,8 +179,30 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     Ok(captured)
 }
 
-fn add_grad(buffers: &mut HashMap<Key, Vec<Option<Tensor>>>, e: &Edge, g: Tensor) -> Result<()> {
-    let buf = buffers.entry(key(&e.node)).or_insert_with(|| vec![None; e.node.outputs.len()]);
+/// The backward graph reachable from the roots.
+#[derive(Default)]
+struct Discovered {
+    index: FastMap<Key, usize>,
+    nodes: Vec<Arc<Node>>,
+    /// Per node: how many edges lead into it.
+    deps: Vec<usize>,
+}
+
+impl Discovered {
+    /// The node's number, and whether it was seen for the first time.
+    fn visit(&mut self, n: &Arc<Node>) -> (usize, bool) {
+        let next = self.nodes.len();
+        let i = *self.index.entry(key(n)).or_insert(next);
+        if i == next {
+            self.nodes.push(n.clone());
+            self.deps.push(0);
+        }
+        (i, i == next)
+    }
+}
+
+fn add_grad(buf: &mut Option<Vec<Option<Tensor>>>, e: &Edge, g: Tensor) -> Result<()> {
+    let buf = buf.get_or_insert_with(|| vec![None; e.node.outputs.len()]);
     let slot = &mut buf[e.input_nr];
     *slot = Some(match slot.take() {
         None => g,
@@ -222,7 +247,7 @@ fn apply_graph(
             Tensor::zeros_typed(s.dims(), *d)
         }
     };
-    let mut bound = HashMap::new();
+    let mut bound = plan.program.slots();
     {
         let saved = node.saved();
         let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
@@ -232,17 +257,17 @@ fn apply_graph(
         for (i, n) in plan.inputs.iter().enumerate() {
             if let (Some(n), true) = (n, plan.uses_input[i]) {
                 let s = saved.inputs[i].as_ref().expect("saved at record time");
-                bound.insert(*n, s.unpack()?);
+                bound[n.index()] = Some(s.unpack()?);
             }
         }
         if plan.uses_result {
             let r = saved.result.as_ref().expect("saved at record time");
-            bound.insert(plan.output, r.unpack(&node.name)?);
+            bound[plan.output.index()] = Some(r.unpack(&node.name)?);
         }
     }
-    bound.insert(plan.seed, gy);
-    replay(&plan.graph, &plan.order, &mut bound)?;
-    Ok(plan.grads.iter().map(|g| g.map(|n| bound[&n].clone())).collect())
+    bound[plan.seed.index()] = Some(gy);
+    plan.program.run(&mut bound)?;
+    Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
 }
 
 fn release(node: &Node) {

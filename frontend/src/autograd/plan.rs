@@ -5,8 +5,7 @@
 
 use crate::error::Result;
 use crate::tensor::Tensor;
-use kiln_ir::{Graph, NodeId, Op};
-use std::collections::HashMap;
+use kiln_ir::{Graph, NodeId, Op, Shape};
 
 /// The forward of one recorded op as a graph: an `Input` per tensor input (or an embedded
 /// `Constant` for constant operands, so rules such as `x.pow(2)` fold), and its output node.
@@ -17,17 +16,16 @@ pub(crate) struct Template {
     pub output: NodeId,
 }
 
-/// A template with its reverse graph.
+/// A template with its reverse graph, compiled to a replay program.
 pub(crate) struct ReversePlan {
-    pub graph: Graph,
     pub inputs: Vec<Option<NodeId>>,
     pub output: NodeId,
     pub seed: NodeId,
     /// Per tensor input: the node holding its gradient, if it gets one.
     pub grads: Vec<Option<NodeId>>,
-    /// Nodes to replay, in topological order (everything the gradients need except the template's
-    /// inputs, its output and the seed, which are bound to tensors).
-    pub order: Vec<NodeId>,
+    /// The nodes to replay (everything the gradients need except the template's inputs, its
+    /// output and the seed, which are bound to tensors).
+    pub program: Program,
     /// Which inputs, and whether the result, the backward reads (what must be saved).
     pub uses_input: Vec<bool>,
     pub uses_result: bool,
@@ -61,33 +59,69 @@ impl ReversePlan {
             }
         }
         let bound: Vec<NodeId> = inputs.iter().flatten().copied().chain([output, seed]).collect();
-        let order =
+        let order: Vec<NodeId> =
             graph.topo_order()?.into_iter().filter(|n| live[n.index()] && !bound.contains(n)).collect();
+        let program = Program::new(&graph, &order);
         let uses_input = inputs.iter().map(|i| i.is_some_and(|i| live[i.index()])).collect();
         let uses_result = live[output.index()];
-        Ok(ReversePlan { graph, inputs, output, seed, grads, order, uses_input, uses_result })
+        Ok(ReversePlan { inputs, output, seed, grads, program, uses_input, uses_result })
     }
 }
 
-/// Replays `order` (nodes of `g`) as tensor ops. `bound` maps nodes already given as tensors;
-/// every replayed node is added to it. Ops record gradients iff grad mode is on.
-pub(crate) fn replay(g: &Graph, order: &[NodeId], bound: &mut HashMap<NodeId, Tensor>) -> Result<()> {
-    for &n in order {
-        let node = g.node(n);
-        let t = match &node.op {
-            Op::Constant(lit) => Tensor::constant(lit.clone(), node.shape.clone()),
-            Op::Input { name, .. } => {
-                return Err(crate::Error::Op(format!(
-                    "internal: input '{name}' of a replayed graph is unbound"
-                )))
-            }
-            op => {
-                let xs: Vec<Tensor> = g.operands(n).iter().map(|o| bound[o].clone()).collect();
-                let refs: Vec<&Tensor> = xs.iter().collect();
-                crate::ops::record::apply(crate::ops::record::default_name(op), op.clone(), &refs)?
-            }
-        };
-        bound.insert(n, t);
+/// Nodes of a graph to replay as tensor ops, with their operands resolved once (a backward
+/// replays the same plan every step; walking petgraph edges each time showed in profiles).
+pub(crate) struct Program {
+    steps: Vec<Step>,
+    /// Slots a run needs: the graph's node bound.
+    pub slots: usize,
+}
+
+struct Step {
+    node: usize,
+    op: Op,
+    shape: Shape,
+    operands: Vec<usize>,
+}
+
+impl Program {
+    /// Replays `order` (nodes of `g`, in topological order).
+    pub fn new(g: &Graph, order: &[NodeId]) -> Program {
+        let steps = order
+            .iter()
+            .map(|&n| {
+                let node = g.node(n);
+                let operands = g.operands(n).iter().map(|o| o.index()).collect();
+                Step { node: n.index(), op: node.op.clone(), shape: node.shape.clone(), operands }
+            })
+            .collect();
+        Program { steps, slots: g.node_bound() }
     }
-    Ok(())
+
+    /// Empty slots for [`Program::run`].
+    pub fn slots(&self) -> Vec<Option<Tensor>> {
+        vec![None; self.slots]
+    }
+
+    /// Runs the steps as tensor ops. `bound[node index]` holds the tensors given for the graph's
+    /// inputs; every replayed node is stored there too. Ops record gradients iff grad mode is on.
+    pub fn run(&self, bound: &mut [Option<Tensor>]) -> Result<()> {
+        for s in &self.steps {
+            let t = match &s.op {
+                Op::Constant(lit) => Tensor::constant(lit.clone(), s.shape.clone()),
+                op => {
+                    let mut refs: Vec<&Tensor> = Vec::with_capacity(s.operands.len());
+                    for &o in &s.operands {
+                        refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
+                    }
+                    crate::ops::record::apply(crate::ops::record::default_name(op), op.clone(), &refs)?
+                }
+            };
+            bound[s.node] = Some(t);
+        }
+        Ok(())
+    }
+}
+
+fn unbound(op: &Op) -> crate::Error {
+    crate::Error::Op(format!("internal: an operand of a replayed {op:?} is unbound"))
 }

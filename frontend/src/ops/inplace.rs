@@ -4,6 +4,7 @@
 
 use crate::autograd::mode::is_grad_enabled;
 use crate::error::{Error, Result};
+use crate::expr::Expr;
 use crate::ops::record::apply;
 use crate::tensor::{Meta, Storage, Tensor, TensorImpl};
 use kiln_ir::{Literal, Op, Shape};
@@ -22,11 +23,7 @@ impl Tensor {
                 "a leaf Variable that requires grad is being used in an in-place operation.".into(),
             ));
         }
-        if self.0.is_view {
-            return Err(Error::Unsupported(
-                "in-place operations on views (results of view, reshape, transpose, slice, ...) are not supported by kiln: its views do not alias their base. Apply the operation to the base tensor, or use the out-of-place op.".into(),
-            ));
-        }
+        self.check_inplace_allowed()?;
         // The old value with the old history, as the input of the op.
         let old = Tensor(Arc::new(TensorImpl {
             dtype: self.0.dtype,
@@ -56,6 +53,15 @@ impl Tensor {
         Ok(self.clone())
     }
 
+    fn check_inplace_allowed(&self) -> Result<()> {
+        if self.0.is_view {
+            return Err(Error::Unsupported(
+                "in-place operations on views (results of view, reshape, transpose, slice, ...) are not supported by kiln: its views do not alias their base. Apply the operation to the base tensor, or use the out-of-place op.".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// `self += other` in place.
     pub fn add_(&self, other: &Tensor) -> Result<Tensor> {
         self.inplace(|x| x.add(other))
@@ -83,6 +89,16 @@ impl Tensor {
 
     /// Sets every element to `v` in place.
     pub fn fill_(&self, v: f64) -> Result<Tensor> {
+        if !(is_grad_enabled() && self.requires_grad()) {
+            // Nothing to record: the new value is just the constant (the old one is not read, so
+            // it is neither kept alive nor part of the next graph).
+            self.check_inplace_allowed()?;
+            let c = Expr::constant(Literal::scalar(self.dtype(), v), Shape::scalar());
+            let shape = Op::Expand { shape: self.shape().to_vec() };
+            self.0.storage.set(Expr::apply(shape, vec![c])?);
+            self.bump_version();
+            return Ok(self.clone());
+        }
         // where(true, v, x): the value is v, and x (with its history) gets a zero gradient.
         let yes = Tensor::constant(Literal::Bool(vec![true]), Shape::scalar());
         self.inplace(|x| apply("FillBackward0", Op::Where, &[&yes, &x.scalar_like(v), x]))

@@ -4,13 +4,13 @@
 
 use crate::autograd::mode::is_grad_enabled;
 use crate::autograd::node::{gradient_edge, Kind, Node, Saved, SavedResult, SavedTensor};
-use crate::autograd::plan::{replay, ReversePlan, Template};
+use crate::autograd::plan::{Program, ReversePlan, Template};
 use crate::error::Result;
-use crate::expr::Expr;
+use crate::expr::{Expr, FastMap, FxHasher};
 use crate::tensor::{Meta, Tensor};
 use kiln_ir::{BinaryOp, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 impl Tensor {
@@ -36,14 +36,9 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
         return Ok(Tensor::build(expr, Meta::default(), view));
     }
     let needs = needs_grad(inputs);
-    let key = PlanKey {
-        op: op.clone(),
-        inputs: inputs.iter().map(|t| (t.dtype(), t.0.shape.clone(), constant_operand(t))).collect(),
-        needs: needs.clone(),
-    };
-    let plan = cached_plan(key, || {
+    let plan = cached_plan(&op, inputs, &needs, || {
         let (mut graph, nodes) = template_inputs(inputs);
-        let output = graph.add(op, &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
+        let output = graph.add(op.clone(), &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
         ReversePlan::new(Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output }, &needs)
     })?;
     record(Cow::Borrowed(name), plan, inputs, &needs, expr, view)
@@ -51,31 +46,75 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
 
 /// What identifies a primitive op's reverse plan: the op, each operand's type (and value, for
 /// the constants embedded in the template) and which operands need gradients.
-#[derive(Clone, PartialEq, Eq, Hash)]
 struct PlanKey {
     op: Op,
     inputs: Vec<(kiln_ir::DType, Shape, Option<Literal>)>,
     needs: Vec<bool>,
 }
 
+impl PlanKey {
+    fn new(op: &Op, inputs: &[&Tensor], needs: &[bool]) -> PlanKey {
+        let inputs = inputs.iter().map(|t| (t.dtype(), t.0.shape.clone(), constant_operand(t))).collect();
+        PlanKey { op: op.clone(), inputs, needs: needs.to_vec() }
+    }
+
+    /// Whether this key describes `op(inputs)` (compared in place: building a key to look one up
+    /// would allocate on every recorded op).
+    fn describes(&self, op: &Op, inputs: &[&Tensor], needs: &[bool]) -> bool {
+        self.op == *op
+            && self.needs == needs
+            && self.inputs.len() == inputs.len()
+            && self.inputs.iter().zip(inputs).all(|((d, s, lit), t)| {
+                *d == t.dtype() && *s == t.0.shape && lit.as_ref() == constant_operand(t).as_ref()
+            })
+    }
+
+    /// The hash of the key `op(inputs)` would have, computed without building it.
+    fn hash_of(op: &Op, inputs: &[&Tensor], needs: &[bool]) -> u64 {
+        let mut h = FxHasher::default();
+        op.hash(&mut h);
+        for t in inputs {
+            t.dtype().hash(&mut h);
+            t.0.shape.hash(&mut h);
+            if !t.requires_grad() {
+                // Only pending constants are embedded; hash the operand's op hash, which covers
+                // the literal, rather than cloning the literal.
+                t.expr().constant_hash().hash(&mut h);
+            }
+        }
+        needs.hash(&mut h);
+        h.finish()
+    }
+}
+
 /// Reverse plans of primitive ops, shared: a training loop records the same ops every step, and
-/// running the autodiff pass for each of them every time would dominate small steps.
-static PLANS: Mutex<Option<HashMap<PlanKey, Arc<ReversePlan>>>> = Mutex::new(None);
+/// running the autodiff pass for each of them every time would dominate small steps. Keyed by
+/// [`PlanKey::hash_of`]; a bucket holds the (rare) keys with equal hashes.
+type PlanBuckets = FastMap<u64, Vec<(PlanKey, Arc<ReversePlan>)>>;
+static PLANS: Mutex<Option<PlanBuckets>> = Mutex::new(None);
 const PLAN_CACHE_LIMIT: usize = 4096;
 
-fn cached_plan(key: PlanKey, make: impl FnOnce() -> Result<ReversePlan>) -> Result<Arc<ReversePlan>> {
-    if let Some(p) =
-        PLANS.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(HashMap::new).get(&key)
+fn cached_plan(
+    op: &Op,
+    inputs: &[&Tensor],
+    needs: &[bool],
+    make: impl FnOnce() -> Result<ReversePlan>,
+) -> Result<Arc<ReversePlan>> {
+    let h = PlanKey::hash_of(op, inputs, needs);
     {
-        return Ok(p.clone());
+        let mut cache = PLANS.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = cache.get_or_insert_with(FastMap::default).get(&h);
+        if let Some((_, p)) = bucket.and_then(|b| b.iter().find(|(k, _)| k.describes(op, inputs, needs))) {
+            return Ok(p.clone());
+        }
     }
     let plan = Arc::new(make()?);
     let mut cache = PLANS.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = cache.get_or_insert_with(HashMap::new);
+    let cache = cache.get_or_insert_with(FastMap::default);
     if cache.len() >= PLAN_CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(key, plan.clone());
+    cache.entry(h).or_default().push((PlanKey::new(op, inputs, needs), plan.clone()));
     Ok(plan)
 }
 
@@ -104,16 +143,16 @@ pub(crate) fn apply_composite(
     let template = Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output };
     let value = {
         let _g = crate::autograd::mode::no_grad();
-        let mut bound: HashMap<NodeId, Tensor> = HashMap::new();
+        let g = &template.graph;
+        let mut bound = vec![None; g.node_bound()];
         for (t, n) in inputs.iter().zip(&template.inputs) {
             if let Some(n) = n {
-                bound.insert(*n, (*t).clone());
+                bound[n.index()] = Some((*t).clone());
             }
         }
-        let order: Vec<NodeId> =
-            template.graph.topo_order()?.into_iter().filter(|n| !bound.contains_key(n)).collect();
-        replay(&template.graph, &order, &mut bound)?;
-        bound[&template.output].clone()
+        let order: Vec<NodeId> = g.topo_order()?.into_iter().filter(|n| bound[n.index()].is_none()).collect();
+        Program::new(g, &order).run(&mut bound)?;
+        bound[template.output.index()].clone().expect("the template's output was replayed")
     };
     let expr = value.expr();
     if !records(inputs, expr.dtype.is_float()) {
