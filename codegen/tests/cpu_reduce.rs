@@ -249,3 +249,25 @@ fn column_reduction_with_elementwise_store_like_fusion() {
     sb.kernel(k).output(o1, &[r, c]).output(o2, &[c]);
     check_with(&sb.s, &random_inputs(&sb.s, 8), 1e-6, 1e-5);
 }
+
+/// Reductions to one or two values over many points: on two or more threads they run in two
+/// stages (per-row partials, then the partials reduced; `cpu::split`), which must agree with
+/// the one-stage reference.
+#[test]
+fn narrow_reductions_over_many_points() {
+    for dt in [DType::F32, DType::F64] {
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Mean] {
+            for (shape, axes) in [
+                (&[1usize << 17][..], &[0usize][..]),
+                (&[300, 512], &[0, 1]),
+                (&[2, 40_000], &[1]),
+                (&[40_000, 2], &[0]),
+                (&[70_001], &[0]),
+            ] {
+                let sb = reduce_schedule(shape, axes, op, dt);
+                let (rt, at) = tol(dt);
+                check_with(&sb.s, &random_inputs(&sb.s, shape[0] as u64), rt, at);
+            }
+        }
+    }
+}

@@ -429,7 +429,7 @@ fn store_shape(k: &Kernel, value: usize) -> Vec<usize> {
 pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
     let t0 = Instant::now();
     schedule.verify().map_err(|e| CpuError::Schedule(e.to_string()))?;
-    let split = split::split_large_kernels(schedule);
+    let split = split::split_kernels(schedule, pool::threads());
     if let std::borrow::Cow::Owned(sp) = &split {
         sp.verify().map_err(|e| CpuError::Internal(format!("splitting a large kernel: {e}")))?;
     }

@@ -1,6 +1,7 @@
-//! Splitting of very large elementwise kernels.
+//! Splitting kernels before code generation: very large elementwise kernels, and reductions
+//! that would otherwise run on one thread.
 //!
-//! Fusion inlines elementwise chains without bound: a loop that applies `y = y * c` 100 000
+//! **Long kernels.** //! Fusion inlines elementwise chains without bound: a loop that applies `y = y * c` 100 000
 //! times becomes one kernel of 100 000 instructions, which Cranelift would take minutes to
 //! compile. Before code generation, an elementwise kernel (no reduced axes) with more than
 //! [`MAX_INSTRS`] live instructions is cut into a chain of kernels over the same domain, each of
@@ -8,7 +9,19 @@
 //! buffer (contiguous over the domain) by the piece that computes it and loaded by the pieces
 //! that use it; loads and constants are repeated where needed instead. Only the last piece does
 //! the kernel's stores, so every load of the original kernel still happens before any of its
-//! stores (the reference semantics). Kernels with reductions are left alone.
+//! stores (the reference semantics).
+//!
+//! **Reductions in two stages.** Threads split a kernel's outer (non-reduced) points, so a
+//! reduction to one or a few values — a loss `sum(y·w)` over a whole activation, with everything
+//! that computes `y` fused in — runs on one core. When there are fewer outer points than threads
+//! and at least [`TWO_STAGE_MIN_POINTS`] reduced points, the widest reduced axis is cut into
+//! `rows × rest` (an exact divisor, so every access stays affine); stage 1 reduces each row into a
+//! partial buffer (rows are outer points there, so they are split over threads) and does the
+//! stores of values computed at every point; stage 2 reduces the partials with the same op and
+//! computes and stores what depends on the reductions. Sums are then added in a different
+//! order (within float rounding of the one-stage order); maxima are unchanged. The arena plan
+//! stays valid: the two stages take the original step's place, and partial buffers get their own
+//! allocation.
 
 use kiln_passes::kernel::{Access, Buffer, Instr, KOp, Kernel, Role, Schedule, Step, Store};
 use std::borrow::Cow;
@@ -28,21 +41,195 @@ fn remap(op: &KOp, m: &[usize]) -> KOp {
     }
 }
 
-/// `s` with its large elementwise kernels split (borrowed when nothing needs splitting).
-pub(crate) fn split_large_kernels(s: &Schedule) -> Cow<'_, Schedule> {
+/// Fewest reduced points per outer point for a two-stage reduction.
+pub(crate) const TWO_STAGE_MIN_POINTS: usize = 1 << 15;
+/// Most stage-1 rows per outer point (each row keeps at least 16 points).
+const TWO_STAGE_MAX_ROWS: usize = 1024;
+
+/// `s` with its large elementwise kernels split and its narrow reductions done in two stages for
+/// `threads` threads (borrowed when nothing needs splitting).
+pub(crate) fn split_kernels(s: &Schedule, threads: usize) -> Cow<'_, Schedule> {
     let big =
         |st: &Step| matches!(st, Step::Kernel(k) if k.reduce_axes.is_empty() && k.instrs.len() > MAX_INSTRS);
-    if !s.steps.iter().any(big) {
+    let narrow = |st: &Step| matches!(st, Step::Kernel(k) if two_stage_plan(k, threads).is_some());
+    if !s.steps.iter().any(|st| big(st) || narrow(st)) {
         return Cow::Borrowed(s);
     }
     let mut out = Schedule { steps: vec![], ..s.clone() };
     for step in &s.steps {
         match step {
             Step::Kernel(k) if big(step) => split_kernel(k, &mut out),
+            Step::Kernel(k) => match two_stage_plan(k, threads) {
+                Some((axis, rows)) => two_stage(k, axis, rows, &mut out),
+                None => out.steps.push(step.clone()),
+            },
             other => out.steps.push(other.clone()),
         }
     }
     Cow::Owned(out)
+}
+
+/// For a reduction with fewer outer points than `threads` and many reduced points: the reduced
+/// axis to cut and the number of rows to cut it into.
+fn two_stage_plan(k: &Kernel, threads: usize) -> Option<(usize, usize)> {
+    if threads < 2 || !k.instrs.iter().any(|i| matches!(i.op, KOp::Reduce(..))) {
+        return None;
+    }
+    let outer: usize =
+        (0..k.domain.len()).filter(|d| !k.reduce_axes.contains(d)).map(|d| k.domain[d]).product();
+    let reduced: usize = k.reduce_axes.iter().map(|&d| k.domain[d]).product();
+    if outer >= threads || reduced < TWO_STAGE_MIN_POINTS {
+        return None;
+    }
+    // Values computed after the reductions must not need per-point values (stage 2 has none).
+    let (inner, post) = (k.inner_mask(), k.post_reduce_mask());
+    let mixes = k.instrs.iter().enumerate().any(|(i, ins)| {
+        post[i] && !matches!(ins.op, KOp::Reduce(..)) && ins.op.operands().iter().any(|&a| inner[a])
+    });
+    if mixes {
+        return None;
+    }
+    let &axis = k.reduce_axes.iter().max_by_key(|&&d| (k.domain[d], std::cmp::Reverse(d)))?;
+    let e = k.domain[axis];
+    let rows = (2..=TWO_STAGE_MAX_ROWS.min(e / 16)).rev().find(|r| e % r == 0)?;
+    (rows >= 2 * threads).then_some((axis, rows))
+}
+
+/// Cuts axis `d` of an access into `(rows, extent / rows)`.
+fn cut_access(a: &Access, d: usize, rest: usize) -> Access {
+    let mut strides = a.strides.clone();
+    let s = strides[d];
+    strides[d] = s * rest as i64;
+    strides.insert(d + 1, s);
+    Access { offset: a.offset, strides }
+}
+
+fn two_stage(k: &Kernel, axis: usize, rows: usize, out: &mut Schedule) {
+    let rest = k.domain[axis] / rows;
+    // The kernel with `axis` cut in two; `axis` now counts rows, `axis + 1` the rest.
+    let mut domain = k.domain.clone();
+    domain[axis] = rows;
+    domain.insert(axis + 1, rest);
+    let cut_op = |op: &KOp| match op {
+        KOp::Load { buffer, access } => KOp::Load { buffer: *buffer, access: cut_access(access, axis, rest) },
+        op => op.clone(),
+    };
+    let instrs: Vec<Instr> = k.instrs.iter().map(|i| Instr { op: cut_op(&i.op), dtype: i.dtype }).collect();
+    let stores: Vec<Store> = k
+        .stores
+        .iter()
+        .map(|st| Store { buffer: st.buffer, value: st.value, access: cut_access(&st.access, axis, rest) })
+        .collect();
+    let reduce_axes: Vec<usize> = k
+        .reduce_axes
+        .iter()
+        .flat_map(|&r| if r == axis { vec![r, r + 1] } else { vec![r + (r > axis) as usize] })
+        .collect();
+    let cut = Kernel {
+        name: k.name.clone(),
+        domain: domain.clone(),
+        reduce_axes: reduce_axes.clone(),
+        instrs,
+        stores,
+    };
+    let (inner, post) = (cut.inner_mask(), cut.post_reduce_mask());
+    let n = cut.instrs.len();
+
+    // Partial buffers: one value per (outer point, row), contiguous over those axes.
+    let rank = domain.len();
+    let stage1_red: Vec<usize> = reduce_axes.iter().copied().filter(|&r| r != axis).collect();
+    let mut partial = Access { offset: 0, strides: vec![0; rank] };
+    let mut step = 1i64;
+    for d in (0..rank).rev() {
+        if !stage1_red.contains(&d) {
+            partial.strides[d] = step;
+            step *= domain[d] as i64;
+        }
+    }
+    let partial_numel = step as usize;
+    let reduces: Vec<usize> = (0..n).filter(|&i| matches!(cut.instrs[i].op, KOp::Reduce(..))).collect();
+    let partial_buf: Vec<usize> = reduces
+        .iter()
+        .map(|&i| {
+            out.buffers.push(Buffer {
+                dtype: cut.instrs[i].dtype,
+                numel: partial_numel,
+                role: Role::Computed,
+                arena_offset: None,
+            });
+            out.buffers.len() - 1
+        })
+        .collect();
+
+    // Stage 1: everything per point, the per-row reductions, the stores of per-point values.
+    let (early, late): (Vec<&Store>, Vec<&Store>) = cut.stores.iter().partition(|st| inner[st.value]);
+    let mut live = vec![false; n];
+    early.iter().for_each(|st| live[st.value] = true);
+    reduces.iter().for_each(|&i| live[i] = true);
+    for i in (0..n).rev() {
+        if live[i] {
+            cut.instrs[i].op.operands().into_iter().for_each(|a| live[a] = true);
+        }
+    }
+    let mut map = vec![usize::MAX; n];
+    let mut s1: Vec<Instr> = vec![];
+    for i in (0..n).filter(|&i| live[i]) {
+        s1.push(Instr { op: remap(&cut.instrs[i].op, &map), dtype: cut.instrs[i].dtype });
+        map[i] = s1.len() - 1;
+    }
+    let mut st1: Vec<Store> = early
+        .iter()
+        .map(|st| Store { buffer: st.buffer, value: map[st.value], access: st.access.clone() })
+        .collect();
+    st1.extend(reduces.iter().zip(&partial_buf).map(|(&i, &b)| Store {
+        buffer: b,
+        value: map[i],
+        access: partial.clone(),
+    }));
+    out.steps.push(Step::Kernel(Kernel {
+        name: format!("{}.stage1", k.name),
+        domain: domain.clone(),
+        reduce_axes: stage1_red.clone(),
+        instrs: s1,
+        stores: st1,
+    }));
+
+    // Stage 2: the partials reduced over the rows, then what depends on the reductions. Axes
+    // reduced in stage 1 have extent 1 here (values after a reduction do not vary along them).
+    let mut live = vec![false; n];
+    late.iter().for_each(|st| live[st.value] = true);
+    for i in (0..n).rev() {
+        if live[i] && !matches!(cut.instrs[i].op, KOp::Reduce(..)) {
+            cut.instrs[i].op.operands().into_iter().for_each(|a| live[a] = true);
+        }
+    }
+    let mut map = vec![usize::MAX; n];
+    let mut s2: Vec<Instr> = vec![];
+    for i in (0..n).filter(|&i| live[i] && (post[i] || !inner[i])) {
+        let ins = &cut.instrs[i];
+        if let KOp::Reduce(op, _) = ins.op {
+            let b = partial_buf[reduces.iter().position(|&r| r == i).expect("a reduce of the kernel")];
+            s2.push(Instr { op: KOp::Load { buffer: b, access: partial.clone() }, dtype: ins.dtype });
+            s2.push(Instr { op: KOp::Reduce(op, s2.len() - 1), dtype: ins.dtype });
+        } else {
+            s2.push(Instr { op: remap(&ins.op, &map), dtype: ins.dtype });
+        }
+        map[i] = s2.len() - 1;
+    }
+    if late.is_empty() {
+        return;
+    }
+    let st2 =
+        late.iter().map(|st| Store { buffer: st.buffer, value: map[st.value], access: st.access.clone() });
+    let mut domain2 = domain;
+    stage1_red.iter().for_each(|&d| domain2[d] = 1);
+    out.steps.push(Step::Kernel(Kernel {
+        name: format!("{}.stage2", k.name),
+        domain: domain2,
+        reduce_axes: vec![axis],
+        instrs: s2,
+        stores: st2.collect(),
+    }));
 }
 
 /// What a piece needs to bring values of other pieces in.
@@ -198,7 +385,7 @@ mod tests {
             outputs: vec![(1, vec![n])],
             arena_bytes: 0,
         };
-        let split = split_large_kernels(&s);
+        let split = split_kernels(&s, 2);
         split.verify().unwrap();
         assert!(split.steps.len() >= 3);
         for st in &split.steps {
@@ -211,5 +398,117 @@ mod tests {
         let a = execute(&s, std::slice::from_ref(&x)).unwrap();
         let b = execute(&split, &[x]).unwrap();
         assert_eq!(a, b);
+    }
+
+    fn f64_input(n: usize, k: usize) -> kiln_ir::interp::Value {
+        // Small integers: every sum is exact in f64, whatever the order.
+        let v: Vec<f64> = (0..n).map(|i| ((i * 7 + k) % 11) as f64 - 5.0).collect();
+        kiln_ir::interp::Value::from_literal(&Literal::F64(v), &[n].into()).unwrap()
+    }
+
+    fn buf(numel: usize, role: Role) -> Buffer {
+        Buffer { dtype: DType::F64, numel, role, arena_offset: None }
+    }
+
+    /// `[a, b]` input x, `[b]` input w: stores x·w at every point, sum(x·w)/2 and max(x) (reduced
+    /// over `reduce`), each plus an outer load of w[0].
+    fn narrow_reduction(a: usize, b: usize, reduce: Vec<usize>) -> Schedule {
+        let x = Access::contiguous(&[a, b]);
+        let w = Access { offset: 0, strides: vec![0, 1] };
+        let w0 = Access { offset: 0, strides: vec![0, 0] };
+        let outer: Vec<usize> = (0..2).filter(|d| !reduce.contains(d)).map(|d| [a, b][d]).collect();
+        let out_n: usize = outer.iter().product();
+        let mut out_acc = Access { offset: 0, strides: vec![0, 0] };
+        if outer.len() == 1 {
+            let d = (0..2).find(|d| !reduce.contains(d)).unwrap();
+            out_acc.strides[d] = 1;
+        }
+        use KOp::*;
+        let i = |op| Instr { op, dtype: DType::F64 };
+        let instrs = vec![
+            i(Load { buffer: 0, access: x.clone() }), // 0
+            i(Load { buffer: 1, access: w }),         // 1
+            i(Binary(BinaryOp::Mul, 0, 1)),           // 2
+            i(Reduce(kiln_ir::ReduceOp::Sum, 2)),     // 3
+            i(Const(0.5)),                            // 4
+            i(Binary(BinaryOp::Mul, 3, 4)),           // 5
+            i(Load { buffer: 1, access: w0 }),        // 6
+            i(Binary(BinaryOp::Add, 5, 6)),           // 7
+            i(Reduce(kiln_ir::ReduceOp::Max, 0)),     // 8
+            i(Binary(BinaryOp::Add, 8, 6)),           // 9
+        ];
+        let k = Kernel {
+            name: "loss".into(),
+            domain: vec![a, b],
+            reduce_axes: reduce,
+            instrs,
+            stores: vec![
+                Store { buffer: 2, value: 2, access: x },
+                Store { buffer: 3, value: 7, access: out_acc.clone() },
+                Store { buffer: 4, value: 9, access: out_acc },
+            ],
+        };
+        Schedule {
+            buffers: vec![
+                buf(a * b, Role::Input(0)),
+                buf(b, Role::Input(1)),
+                buf(a * b, Role::Computed),
+                buf(out_n, Role::Computed),
+                buf(out_n, Role::Computed),
+            ],
+            steps: vec![Step::Kernel(k)],
+            inputs: vec![0, 1],
+            outputs: vec![(2, vec![a, b]), (3, outer.clone()), (4, outer)],
+            arena_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn narrow_reductions_run_in_two_stages_that_compute_the_same() {
+        let cases = [
+            (300, 512, vec![0, 1], 2),
+            (1, 1 << 16, vec![1], 2),
+            (1 << 15, 1, vec![0], 2),
+            (2, 40_000, vec![1], 4),
+        ];
+        for (a, b, reduce, threads) in cases {
+            let s = narrow_reduction(a, b, reduce.clone());
+            s.verify().unwrap();
+            let split = split_kernels(&s, threads);
+            split.verify().unwrap();
+            let names: Vec<&str> = split
+                .steps
+                .iter()
+                .map(|st| match st {
+                    Step::Kernel(k) => k.name.as_str(),
+                    Step::MatMul(_) => "matmul",
+                })
+                .collect();
+            assert_eq!(names, ["loss.stage1", "loss.stage2"], "{a}×{b} over {reduce:?}");
+            let Step::Kernel(k1) = &split.steps[0] else { unreachable!() };
+            let rows: usize =
+                (0..k1.domain.len()).filter(|d| !k1.reduce_axes.contains(d)).map(|d| k1.domain[d]).product();
+            assert!(rows >= 4, "stage 1 has {rows} parallel rows");
+            let inputs = [f64_input(a * b, 1), f64_input(b, 2)];
+            assert_eq!(
+                execute(&s, &inputs).unwrap(),
+                execute(&split, &inputs).unwrap(),
+                "{a}×{b} over {reduce:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wide_or_small_reductions_stay_in_one_stage() {
+        // Enough outer points for the threads, too few reduced points, one thread, a prime extent.
+        for (a, b, reduce, threads) in [
+            (64, 4096, vec![1], 2),
+            (1, 1000, vec![1], 2),
+            (300, 512, vec![0, 1], 1),
+            (1, 65_537, vec![1], 2),
+        ] {
+            let s = narrow_reduction(a, b, reduce);
+            assert!(matches!(split_kernels(&s, threads), Cow::Borrowed(_)), "{a}×{b}");
+        }
     }
 }
