@@ -12,28 +12,43 @@ use rand_distr::StandardNormal;
 pub trait Element: Copy + Send + Sync + 'static {
     const DTYPE: DType;
     fn to_f64(self) -> f64;
+    /// The data as a value of this element type, without copying (the length was checked).
+    #[doc(hidden)]
+    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value;
 }
 
 impl Element for f32 {
     const DTYPE: DType = DType::F32;
+    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
+        Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
+    }
     fn to_f64(self) -> f64 {
         self as f64
     }
 }
 impl Element for f64 {
     const DTYPE: DType = DType::F64;
+    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
+        Value::F64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
+    }
     fn to_f64(self) -> f64 {
         self
     }
 }
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
+    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
+        Value::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
+    }
     fn to_f64(self) -> f64 {
         self as f64
     }
 }
 impl Element for bool {
     const DTYPE: DType = DType::Bool;
+    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
+        Value::Bool(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
+    }
     fn to_f64(self) -> f64 {
         self as u8 as f64
     }
@@ -79,7 +94,9 @@ impl Tensor {
     /// assert!(kiln_frontend::Tensor::from_vec(vec![1.0f32; 3], &[2, 2]).is_err());
     /// ```
     pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        Tensor::from_slice(&data, shape)
+        check_len(data.len(), shape)?;
+        // Takes the vector over: no copy, and no first-touch of fresh pages for a large input.
+        Ok(Tensor::from_value(T::into_value(data, shape)))
     }
 
     /// A tensor copied from a slice of row-major data.
@@ -115,8 +132,7 @@ impl Tensor {
 
     /// From an `ndarray` array (f32 or f64).
     pub fn from_ndarray<T: Element>(a: &ndarray::ArrayD<T>) -> Tensor {
-        let v: Vec<f64> = a.iter().map(|x| x.to_f64()).collect();
-        Tensor::from_vec_typed(v, a.shape(), T::DTYPE).expect("an array's data matches its shape")
+        Tensor::from_value(T::into_value(a.iter().copied().collect(), a.shape()))
     }
 
     /// Filled with `v` (f32).

@@ -175,7 +175,10 @@ impl Tensor {
 
     /// The elements in row-major order, as f32.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        Ok(self.value()?.to_f64_vec().into_iter().map(|v| v as f32).collect())
+        Ok(match &*self.value()? {
+            Value::F32(a) => a.iter().copied().collect(),
+            other => other.to_f64_vec().into_iter().map(|v| v as f32).collect(),
+        })
     }
 
     /// The value of a one-element tensor (PyTorch's `item()`).
