@@ -299,9 +299,14 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
     let mut input_values = Vec::new();
     let mut outputs = Vec::new();
     let mut out_pos = Vec::new();
+    // Values computed from constants alone (a `ones_like` seed, a broadcast zero): cheaper to
+    // recompute than to store, so they are never stored for outside holders.
+    let mut from_constants = vec![false; walk.order.len()];
     for (p, &i) in walk.order.iter().enumerate() {
         let en = &walk.entries[i as usize];
         let e = &en.expr;
+        from_constants[p] = en.value.is_none()
+            && walk.operands(en).iter().all(|&j| from_constants[walk.entries[j as usize].pos as usize]);
         let pending = match &en.value {
             Some(v) => {
                 e.dtype.hash(&mut h);
@@ -321,7 +326,7 @@ pub(crate) fn lower(targets: &[Arc<Expr>]) -> Result<Lowered> {
         // References inside this walk: its entry, each operand slot of a walked pending expr.
         // Target slices are the caller's, so count them too.
         let internal = 1 + en.parents as usize + en.target_refs as usize;
-        let held_outside = Arc::strong_count(e) > internal;
+        let held_outside = Arc::strong_count(e) > internal && !from_constants[p];
         let is_target = en.target_refs > 0;
         let constant_target = is_target && en.value.is_none() && !pending;
         if (pending && (is_target || held_outside)) || constant_target {
@@ -442,6 +447,18 @@ mod tests {
         let l = lower(std::slice::from_ref(&c)).unwrap();
         assert_eq!(l.outputs.len(), 2);
         assert!(l.outputs.iter().any(|o| Arc::ptr_eq(o, &b)));
+    }
+
+    #[test]
+    fn values_made_of_constants_alone_are_recomputed_not_stored() {
+        let x = leaf();
+        let one = Expr::constant(Literal::scalar(DType::F32, 1.0), Shape::scalar());
+        let ones = Expr::apply(Op::Expand { shape: vec![3] }, vec![one]).unwrap();
+        let y = Expr::apply(Op::Binary(BinaryOp::Mul), vec![x, ones.clone()]).unwrap();
+        // `ones` is held outside (this test holds it), yet only the target is stored.
+        let l = lower(std::slice::from_ref(&y)).unwrap();
+        assert_eq!(l.outputs.len(), 1);
+        assert!(Arc::ptr_eq(&l.outputs[0], &y));
     }
 
     #[test]

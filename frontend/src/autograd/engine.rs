@@ -18,6 +18,10 @@ use std::sync::Arc;
 pub(crate) struct Request {
     /// Where each root's gradient enters, and the gradient.
     pub roots: Vec<(Edge, Tensor)>,
+    /// The tensors differentiated. Computed in the same graph as the gradients when still
+    /// pending (PyTorch has them by then too): their intermediates are shared with the backward,
+    /// so they need not be stored for a later, separate computation.
+    pub outputs: Vec<Tensor>,
     pub retain_graph: bool,
     pub create_graph: bool,
     /// `Some(edges)`: capture the gradients flowing into these edges instead of accumulating
@@ -32,8 +36,9 @@ fn key(n: &Arc<Node>) -> Key {
 }
 
 /// Runs a backward pass. Returns the captured gradients (empty without `capture`).
-pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
+pub(crate) fn run(mut req: Request) -> Result<Vec<Option<Tensor>>> {
     let _mode = set_grad_enabled(req.create_graph);
+    let outputs = std::mem::take(&mut req.outputs);
 
     // Discover the graph and count, for every node, the edges that lead into it. Nodes are
     // numbered in discovery order; everything below indexes by that number.
@@ -175,6 +180,7 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
         }
     }
     exprs.extend(captured.iter().flatten().map(Tensor::expr));
+    exprs.extend(outputs.iter().map(Tensor::expr).filter(|e| e.value().is_none()));
     expr::realize(&exprs)?;
     Ok(captured)
 }
@@ -278,5 +284,26 @@ fn release(node: &Node) {
     drop(s);
     if let Kind::Custom(state) = &node.kind {
         state.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+
+    #[test]
+    fn backward_computes_the_differentiated_tensor_in_the_same_graph() {
+        let x = Tensor::from_vec(vec![0.5f32, -1.0, 2.0], &[3]).unwrap().requires_grad_(true);
+        let y = &(&x * &x) * &x.exp();
+        assert!(y.expr().value().is_none());
+        y.backward_with(Some(&y.ones_like()), false, false).unwrap();
+        // y was computed with the gradient (so its factors, which only y holds, need not be
+        // stored for a separate computation of y later).
+        assert!(y.expr().value().is_some());
+        let g = x.grad().unwrap().to_vec_f64().unwrap();
+        for (gi, xi) in g.iter().zip([0.5f64, -1.0, 2.0]) {
+            let want = (2.0 * xi + xi * xi) * xi.exp();
+            assert!((gi - want).abs() < 1e-5 * want.abs().max(1.0), "{gi} vs {want}");
+        }
     }
 }

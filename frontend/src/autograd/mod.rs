@@ -56,6 +56,7 @@ pub fn grad(outputs: &[&Tensor], inputs: &[&Tensor], opts: GradOptions) -> Resul
     let retain_graph = opts.retain_graph.unwrap_or(opts.create_graph);
     let got = engine::run(Request {
         roots,
+        outputs: outputs.iter().map(|t| (*t).clone()).collect(),
         retain_graph,
         create_graph: opts.create_graph,
         capture: Some(capture),
@@ -77,7 +78,14 @@ pub fn backward(
     create_graph: bool,
 ) -> Result<()> {
     let roots = roots(outputs, grad_outputs)?;
-    engine::run(Request { roots, retain_graph: retain_graph || create_graph, create_graph, capture: None })?;
+    let outputs = outputs.iter().map(|t| (*t).clone()).collect();
+    engine::run(Request {
+        roots,
+        outputs,
+        retain_graph: retain_graph || create_graph,
+        create_graph,
+        capture: None,
+    })?;
     Ok(())
 }
 
