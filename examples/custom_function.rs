@@ -24,7 +24,7 @@ impl Function for SiLU {
         let s = x.sigmoid();
         let mut d = s.mul(&(x.mul(&(1.0 - &s))? + 1.0))?;
         if self.wrong {
-            d = d * 1.1;
+            d *= 1.1;
         }
         Ok(vec![Some(g[0].mul(&d)?)])
     }

@@ -73,11 +73,11 @@ pub fn spirals(n: usize, seed: u64) -> kiln::Result<(Tensor, Tensor)> {
 
 pub fn model(hidden: usize) -> Sequential {
     Sequential::new()
-        .add(Linear::new(2, hidden))
-        .add(ReLU)
-        .add(Linear::new(hidden, hidden))
-        .add(ReLU)
-        .add(Linear::new(hidden, CLASSES))
+        .append(Linear::new(2, hidden))
+        .append(ReLU)
+        .append(Linear::new(hidden, hidden))
+        .append(ReLU)
+        .append(Linear::new(hidden, CLASSES))
 }
 
 /// The fraction of rows of `logits` whose largest entry is at the label.

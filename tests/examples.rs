@@ -3,6 +3,10 @@
 //! acceptance checks of the Training seeds: the linear regression reaches the SEEDS 10.1
 //! bounds, and the MLP classifies the spirals.
 
+// Each example declares `mod common` itself (it is built on its own by `cargo run --example`),
+// so including several examples here includes `examples/common` once per example.
+#![allow(clippy::duplicate_mod)]
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
@@ -62,7 +66,7 @@ fn mlp_classifies_the_spirals_and_reloads_identically() {
     // Three spirals have chance accuracy 33%, and the best linear classifier reaches only about
     // 50% on them (softmax regression in CS231n's spiral notebook: 49–53%). Above 90% on held-out
     // points needs the hidden layers to have learnt the arms. The quick settings reach THRESHOLD
-    // with a margin: measured 97% test accuracy on this seed.
+    // with a margin: measured 98.7% test (99.3% train) accuracy on this seed.
     const THRESHOLD: f64 = 0.90;
     assert!(r.test_accuracy > THRESHOLD, "test accuracy {:.3}", r.test_accuracy);
     assert!(r.train_accuracy > THRESHOLD, "train accuracy {:.3}", r.train_accuracy);

@@ -13,7 +13,7 @@ fn training_steps_hit_the_compile_cache_and_each_update_is_one_graph() {
         return;
     }
     kiln_frontend::manual_seed(0);
-    let net = Sequential::new().add(Linear::new(4, 16)).add(Tanh).add(Linear::new(16, 3));
+    let net = Sequential::new().append(Linear::new(4, 16)).append(Tanh).append(Linear::new(16, 3));
     let x = Tensor::randn(&[32, 4]);
     let y = Tensor::from_vec((0..32).map(|i| i % 3).collect::<Vec<i64>>(), &[32]).unwrap();
     let optimisers: Vec<(&str, Box<dyn Optimizer>)> = vec![

@@ -70,10 +70,10 @@ fn linear_forward_and_backward() {
 #[test]
 fn sequential_names_modes_freezing_and_zero_grad() {
     let mut m = Sequential::new()
-        .add(Linear::new(3, 4))
-        .add(Dropout::new(0.5).unwrap())
-        .add(Sequential::new().add(Linear::new(4, 4)).add(GELU))
-        .add(LayerNorm::new(&[4]));
+        .append(Linear::new(3, 4))
+        .append(Dropout::new(0.5).unwrap())
+        .append(Sequential::new().append(Linear::new(4, 4)).append(GELU))
+        .append(LayerNorm::new(&[4]));
     let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias", "2.0.weight", "2.0.bias", "3.weight", "3.bias"]);
     assert_eq!(m.num_parameters(), 12 + 4 + 16 + 4 + 4 + 4);

@@ -15,7 +15,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn mlp() -> Sequential {
-    Sequential::new().add(Linear::new(3, 5)).add(ReLU).add(Linear::new(5, 2)).add(LayerNorm::new(&[2]))
+    Sequential::new()
+        .append(Linear::new(3, 5))
+        .append(ReLU)
+        .append(Linear::new(5, 2))
+        .append(LayerNorm::new(&[2]))
 }
 
 #[test]
@@ -109,7 +113,7 @@ fn mismatches_are_all_reported_and_nothing_is_loaded() {
         ("extra".to_string(), Tensor::ones(&[1])),
     ];
     save_safetensors(&path, &saved).unwrap();
-    let model = Sequential::new().add(Linear::new(3, 5)).add(ReLU).add(Linear::new(5, 2));
+    let model = Sequential::new().append(Linear::new(3, 5)).append(ReLU).append(Linear::new(5, 2));
     let w0 = model.parameters()[0].to_vec_f64().unwrap();
     let err = load_safetensors(&path, &model.named_parameters()).unwrap_err().to_string();
     for want in [

@@ -6,7 +6,7 @@
 //! use kiln_frontend::nn::{Linear, Module, ReLU, Sequential};
 //! use kiln_frontend::Tensor;
 //! kiln_frontend::manual_seed(0);
-//! let model = Sequential::new().add(Linear::new(4, 8)).add(ReLU).add(Linear::new(8, 2));
+//! let model = Sequential::new().append(Linear::new(4, 8)).append(ReLU).append(Linear::new(8, 2));
 //! let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
 //! assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 //! let y = model.forward(&Tensor::ones(&[3, 4])).unwrap();

@@ -9,7 +9,7 @@ use crate::tensor::Tensor;
 ///
 /// ```
 /// use kiln_frontend::nn::{Linear, Module, Sequential, Tanh};
-/// let mut m = Sequential::new().add(Linear::new(2, 3)).add(Tanh);
+/// let mut m = Sequential::new().append(Linear::new(2, 3)).append(Tanh);
 /// assert_eq!(m.len(), 2);
 /// m.eval();
 /// assert!(!m.is_training());
@@ -24,8 +24,8 @@ impl Sequential {
         Sequential { layers: Vec::new(), training: true }
     }
 
-    /// Appends a module (builder style).
-    pub fn add<M: Module + Send + Sync + 'static>(mut self, module: M) -> Sequential {
+    /// Appends a module and returns the container (builder style, like PyTorch's `append`).
+    pub fn append<M: Module + Send + Sync + 'static>(mut self, module: M) -> Sequential {
         self.push(module);
         self
     }
