@@ -95,7 +95,46 @@ pub fn accuracy(logits: &Tensor, labels: &Tensor) -> kiln::Result<f64> {
     Ok(hits as f64 / y.len() as f64)
 }
 
-/// Trains, writes `mlp_loss.svg` and `mlp.safetensors` into `out`, reloads and compares.
+/// The class the model predicts over the plane (shaded) and the held-out points (dots).
+pub fn plot_decisions(net: &Sequential, x: &Tensor, y: &Tensor, path: &Path) -> AnyResult<()> {
+    use plotters::prelude::*;
+    const GRID: usize = 60;
+    let (lo, hi) = (-1.1, 1.1);
+    let at = |i: usize| lo + (hi - lo) * (i as f64 + 0.5) / GRID as f64;
+    let cells: Vec<f64> = (0..GRID * GRID).flat_map(|k| [at(k % GRID), at(k / GRID)]).collect();
+    let logits = {
+        let _g = kiln::no_grad();
+        net.forward(&Tensor::from_vec_typed(cells, &[GRID * GRID, 2], kiln::DType::F32)?)?.to_vec_f64()?
+    };
+    let argmax = |row: &[f64]| row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+    let colours = [RGBColor(230, 80, 60), RGBColor(60, 120, 220), RGBColor(60, 170, 90)];
+    let root = SVGBackend::new(path, (520, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("predicted class; dots: held-out points", ("sans-serif", 16))
+        .margin(10)
+        .build_cartesian_2d(lo..hi, lo..hi)
+        .map_err(|e| e.to_string())?;
+    let step = (hi - lo) / GRID as f64;
+    chart
+        .draw_series(logits.chunks(CLASSES).enumerate().map(|(k, row)| {
+            let (cx, cy) = (at(k % GRID), at(k / GRID));
+            let c = colours[argmax(row)].mix(0.25).filled();
+            Rectangle::new([(cx - step / 2.0, cy - step / 2.0), (cx + step / 2.0, cy + step / 2.0)], c)
+        }))
+        .map_err(|e| e.to_string())?;
+    let (xs, ys) = (x.to_vec_f64()?, y.to_vec_f64()?);
+    chart
+        .draw_series(
+            xs.chunks(2).zip(&ys).map(|(p, &c)| Circle::new((p[0], p[1]), 2, colours[c as usize].filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Trains, writes `mlp_loss.svg`, `mlp_decisions.svg` and `mlp.safetensors` into `out`, reloads
+/// and compares.
 pub fn run(cfg: Config, out: &Path) -> AnyResult<Report> {
     kiln::manual_seed(0);
     let (x, y) = spirals(cfg.points_per_class, 1)?;
@@ -134,6 +173,7 @@ pub fn run(cfg: Config, out: &Path) -> AnyResult<Report> {
     let test_accuracy = accuracy(&test_logits, &y_test)?;
 
     common::plot_loss(&out.join("mlp_loss.svg"), &losses)?;
+    plot_decisions(&net, &x_test, &y_test, &out.join("mlp_decisions.svg"))?;
     let weights = out.join("mlp.safetensors");
     save_safetensors(&weights, &net.named_parameters())?;
     kiln::manual_seed(99); // a differently initialised model...
@@ -177,6 +217,7 @@ fn main() -> AnyResult<()> {
         c.compile_seconds * 1e3
     );
     println!("loss curve: {}", out.join("mlp_loss.svg").display());
+    println!("decision regions: {}", out.join("mlp_decisions.svg").display());
     println!(
         "weights: {} (reloaded into a fresh model: {} predictions)",
         out.join("mlp.safetensors").display(),

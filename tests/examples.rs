@@ -72,7 +72,7 @@ fn mlp_classifies_the_spirals_and_reloads_identically() {
     assert!(r.train_accuracy > THRESHOLD, "train accuracy {:.3}", r.train_accuracy);
     assert!(r.losses.last().unwrap() < &(r.losses[0] / 4.0), "losses {:?}", r.losses);
     assert!(r.reload_identical, "the model loaded from safetensors predicts differently");
-    assert!(is_svg(&dir.join("mlp_loss.svg")));
+    assert!(is_svg(&dir.join("mlp_loss.svg")) && is_svg(&dir.join("mlp_decisions.svg")));
     assert!(std::fs::metadata(dir.join("mlp.safetensors")).unwrap().len() > 0);
     std::fs::remove_dir_all(dir).ok();
 }
