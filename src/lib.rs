@@ -3,7 +3,9 @@
 //! PyTorch's autograd experience in Rust, run like a compiler: tensor code is traced into an
 //! ONNX-style IR, autodiff appends the reverse graph, and a backend executes it. This facade
 //! re-exports the Tensor API of `kiln-frontend` at the top level, and the lower layers as modules
-//! ([`ir`], [`passes`], [`codegen`]). `ARCHITECTURE.md` maps where each concern lives.
+//! ([`ir`], [`passes`], [`codegen`]). Training building blocks are [`nn`] (modules, initialisation,
+//! safetensors weights) and [`optim`] (SGD, Adam, AdamW). `ARCHITECTURE.md` maps where each
+//! concern lives.
 //!
 //! ```
 //! use kiln::Tensor;

@@ -22,6 +22,7 @@ pub mod error;
 mod expr;
 pub mod nn;
 mod ops;
+pub mod optim;
 mod print;
 mod random;
 mod tensor;
