@@ -1,0 +1,89 @@
+//! Shared by the CUDA tests: the schedules they emit, and finding clang.
+#![allow(dead_code)]
+
+use kiln_codegen::cuda::{emit_schedule, CudaProgram};
+use kiln_ir::testing::{build_graph, GraphConfig};
+use kiln_ir::{DType, Graph};
+use kiln_passes::kernel::Schedule;
+use kiln_passes::pipeline::{compile, PipelineOptions};
+use kiln_passes::workloads;
+
+pub fn schedule(g: &Graph) -> Schedule {
+    compile(g, &PipelineOptions::default()).expect("pipeline").schedule
+}
+
+/// The benchmark workloads (small sizes), by name.
+pub fn workload_graphs() -> Vec<(&'static str, Graph)> {
+    vec![
+        ("w1_forward", workloads::w1(1000, false).unwrap()),
+        ("w1_backward", workloads::w1(1000, true).unwrap()),
+        ("linear_regression", workloads::linear_regression(16).unwrap()),
+        ("mlp", workloads::mlp(8, &[16, 32, 4]).unwrap()),
+        ("layer_norm_gelu", workloads::layer_norm_gelu(6, 40).unwrap()),
+        ("cube_second_derivative", workloads::cube_second_derivative().unwrap()),
+    ]
+}
+
+/// A tiny deterministic generator (splitmix64) for dice.
+pub struct Dice(pub u64);
+impl Dice {
+    pub fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as u32
+    }
+}
+
+/// `n` random graphs (fixed seeds): floats, and every third one with i64 values too.
+pub fn random_graphs(n: usize) -> Vec<(String, Graph)> {
+    (0..n)
+        .map(|i| {
+            let cfg = if i % 3 == 2 {
+                GraphConfig::default().with_dtypes(&[DType::F32, DType::F64, DType::I64])
+            } else {
+                GraphConfig::default()
+            };
+            let mut d = Dice(0x6b69_6c6e ^ (i as u64).wrapping_mul(0x1234_5678_9abc_def1));
+            let dice: Vec<u32> = (0..cfg.dice_len()).map(|_| d.next()).collect();
+            (format!("rand{i}"), build_graph(&cfg, &dice))
+        })
+        .collect()
+}
+
+/// Every program the PTX check compiles: the workloads and `n` random graphs.
+pub fn all_programs(n: usize) -> Vec<(String, CudaProgram)> {
+    let mut out = vec![];
+    for (name, g) in workload_graphs() {
+        out.push((name.to_string(), emit_schedule(&schedule(&g), name).expect("emit")));
+    }
+    for (name, g) in random_graphs(n) {
+        let s = schedule(&g);
+        match emit_schedule(&s, &name) {
+            Ok(p) => out.push((name, p)),
+            // The CPU planner's limits (e.g. a max over an empty axis) apply here too.
+            Err(kiln_codegen::cuda::CudaError::Unsupported(_)) => {}
+            Err(e) => panic!("{name}: {e}\n{s}"),
+        }
+    }
+    out
+}
+
+/// clang-19 if installed; `None` (with the reason printed) when it is missing outside CI; a
+/// panic under CI, where `scripts/setup.sh` installs it.
+pub fn clang() -> Option<String> {
+    for c in ["clang-19", "clang"] {
+        if let Ok(out) = std::process::Command::new(c).arg("--version").output() {
+            let v = String::from_utf8_lossy(&out.stdout).to_string();
+            if out.status.success() && (c == "clang-19" || v.contains("version 19")) {
+                return Some(c.to_string());
+            }
+        }
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        panic!("clang-19 is missing under CI: scripts/setup.sh should have installed it");
+    }
+    eprintln!("skipped: clang-19 is not installed (scripts/setup.sh installs it)");
+    None
+}
