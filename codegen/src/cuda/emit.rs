@@ -261,23 +261,19 @@ pub fn plan_gemm(mm: &MatMulStep) -> Option<Gemm> {
     let axes: Vec<(usize, i64, i64, i64)> =
         (0..nb).filter(|&d| mm.batch[d] > 1).map(|d| (mm.batch[d], sa[d], sb[d], cstr[d])).collect();
     // The longest suffix that collapses into one strided batch.
-    let mut inner = axes.len();
+    let mut inner = axes.len().saturating_sub(1);
     while inner > 0 {
-        let (e, a, b, c) = axes[inner - 1];
-        if inner == axes.len() {
-            inner -= 1;
-            continue;
-        }
-        let (_, a1, b1, c1) = axes[inner];
-        let _ = e;
-        let e1 = axes[inner].0 as i64;
+        let (_, a, b, c) = axes[inner - 1];
+        let (e1, a1, b1, c1) = axes[inner];
+        let e1 = e1 as i64;
         if a == a1 * e1 && b == b1 * e1 && c == c1 * e1 {
             inner -= 1;
         } else {
             break;
         }
     }
-    let (batch, stride_a, stride_b, stride_c) = match axes.get(inner) {
+    // The collapsed axes step by the innermost one's strides.
+    let (batch, stride_a, stride_b, stride_c) = match axes[inner..].last() {
         Some(&(_, a, b, c)) => (axes[inner..].iter().map(|x| x.0).product::<usize>(), a, b, c),
         None => (1, 0, 0, (mm.m * mm.n) as i64),
     };
