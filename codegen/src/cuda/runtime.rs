@@ -66,6 +66,8 @@ struct State {
 /// The CUDA backend for one device.
 pub struct Cuda {
     ordinal: usize,
+    /// `cuda:N`, as `KILN_BACKEND` spells this device.
+    name: &'static str,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
@@ -105,6 +107,8 @@ impl Cuda {
         let blas = CudaBlas::new(stream.clone()).map_err(drv("creating the cuBLAS handle"))?;
         Ok(Cuda {
             ordinal,
+            // One short string per device object (created once per device by `cuda`).
+            name: Box::leak(format!("cuda:{ordinal}").into_boxed_str()),
             ctx,
             stream,
             blas,
@@ -387,7 +391,7 @@ fn value_from_bytes(dt: DType, bytes: &[u8], shape: &[usize]) -> Value {
 
 impl Backend for Cuda {
     fn name(&self) -> &'static str {
-        "cuda"
+        self.name
     }
 
     fn run(&self, g: &Graph, inputs: &[Value]) -> kiln_ir::Result<Vec<Value>> {
