@@ -62,7 +62,7 @@ fn asking_for_cuda_without_a_device_is_an_error() {
 fn every_kernel_matches_the_interpreter() {
     let Some(gpu) = device() else { return };
     let mut graphs: Vec<(String, Graph)> =
-        workload_graphs().into_iter().map(|(n, g)| (n.to_string(), g)).collect();
+        workload_graphs().into_iter().chain(op_graphs()).map(|(n, g)| (n.to_string(), g)).collect();
     graphs.extend(random_graphs(300));
     let (mut ran, mut unsupported) = (0, 0);
     for (i, (name, g)) in graphs.iter().enumerate() {

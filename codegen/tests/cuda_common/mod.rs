@@ -3,7 +3,7 @@
 
 use kiln_codegen::cuda::{emit_schedule, CudaProgram};
 use kiln_ir::testing::{build_graph, GraphConfig};
-use kiln_ir::{DType, Graph};
+use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
 use kiln_passes::kernel::Schedule;
 use kiln_passes::pipeline::{compile, PipelineOptions};
 use kiln_passes::workloads;
@@ -22,6 +22,53 @@ pub fn workload_graphs() -> Vec<(&'static str, Graph)> {
         ("layer_norm_gelu", workloads::layer_norm_gelu(6, 40).unwrap()),
         ("cube_second_derivative", workloads::cube_second_derivative().unwrap()),
     ]
+}
+
+/// Every op on every dtype that has it: unary, binary, compare, where, casts between all
+/// dtypes, and sum/max/mean over rows (block reductions), columns (thread reductions) and
+/// everything; plus `kiln_ir::testing::sample_every_op`.
+pub fn op_graphs() -> Vec<(&'static str, Graph)> {
+    let mut out = vec![("every_op", kiln_ir::testing::sample_every_op())];
+    for (name, dt) in [("ops_f32", DType::F32), ("ops_f64", DType::F64), ("ops_i64", DType::I64)] {
+        let mut g = Graph::new();
+        let x = g.input("x", dt, [4, 40]);
+        let y = g.input("y", dt, [4, 40]);
+        let b = g.input("b", DType::Bool, [4, 40]);
+        let mut outs = vec![];
+        for u in UnaryOp::ALL {
+            if dt.is_float() || u.accepts_int() {
+                outs.push(g.unary(u, x).unwrap());
+            }
+        }
+        for op in BinaryOp::ALL {
+            outs.push(g.binary(op, x, y).unwrap());
+        }
+        let mut conds = vec![];
+        for op in CompareOp::ALL {
+            conds.push(g.compare(op, x, y).unwrap());
+            conds.push(g.compare(op, b, conds[0]).unwrap());
+        }
+        for &c in &conds {
+            outs.push(g.where_(c, x, y).unwrap());
+        }
+        outs.push(g.where_(conds[0], b, conds[1]).unwrap());
+        for to in [DType::F32, DType::F64, DType::I64, DType::Bool] {
+            outs.push(g.cast(x, to).unwrap());
+            outs.push(g.cast(b, to).unwrap());
+        }
+        let mut reds = vec![ReduceOp::Sum, ReduceOp::Max];
+        if dt.is_float() {
+            reds.push(ReduceOp::Mean);
+        }
+        for op in reds {
+            for axes in [vec![1], vec![0], vec![0, 1]] {
+                outs.push(g.reduce(op, x, axes, false).unwrap());
+            }
+        }
+        g.set_outputs(outs);
+        out.push((name, g));
+    }
+    out
 }
 
 /// A tiny deterministic generator (splitmix64) for dice.
@@ -55,7 +102,7 @@ pub fn random_graphs(n: usize) -> Vec<(String, Graph)> {
 /// Every program the PTX check compiles: the workloads and `n` random graphs.
 pub fn all_programs(n: usize) -> Vec<(String, CudaProgram)> {
     let mut out = vec![];
-    for (name, g) in workload_graphs() {
+    for (name, g) in workload_graphs().into_iter().chain(op_graphs()) {
         out.push((name.to_string(), emit_schedule(&schedule(&g), name).expect("emit")));
     }
     for (name, g) in random_graphs(n) {
