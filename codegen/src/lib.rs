@@ -67,7 +67,7 @@ pub const BACKENDS: &[&str] = &["jit", "interp", "cuda"];
 /// assert!(kiln_codegen::backend_named("tpu").is_err());
 /// // Without the `cuda` feature, or without a driver and GPU, asking for CUDA is an error.
 /// if !cfg!(feature = "cuda") {
-///     assert!(kiln_codegen::backend_named("cuda").unwrap_err().contains("`cuda` feature"));
+///     assert!(kiln_codegen::backend_named("cuda").err().unwrap().contains("`cuda` feature"));
 /// }
 /// ```
 pub fn backend_named(name: &str) -> Result<&'static dyn Backend, String> {

@@ -678,7 +678,10 @@ fn emit_kernel(s: &Schedule, k: &Kernel, tag: &str, src: &mut String) -> Result<
         _ => unreachable!("a load"),
     };
     let all_stores: Vec<usize> = (0..k.stores.len()).collect();
-    let name = format!("kiln_{}_{}", ident(tag), ident(&k.name));
+    // The tag (program prefix and step index) makes the name unique; the IR name, cut to a
+    // readable length, says what the kernel does.
+    let ir: String = ident(&k.name).chars().take(48).collect();
+    let name = format!("kiln_{}_{ir}", ident(tag));
     let lk = plan::plan_kernel(k, name.clone(), &load_buf, &|j| k.stores[j].buffer, slot_dtypes, &all_stores)
         .map_err(|e| CudaError::Unsupported(e.to_string()))?;
     let Some(lk) = lk else { return Ok(None) };
