@@ -87,6 +87,28 @@ fn every_kernel_matches_the_interpreter() {
 }
 
 #[test]
+fn handmade_kernels_match_the_reference_executor() {
+    let Some(gpu) = device() else { return };
+    for (i, (name, s)) in handmade_schedules().into_iter().enumerate() {
+        let vals: Vec<Value> = s
+            .inputs
+            .iter()
+            .map(|&b| {
+                let buf = &s.buffers[b];
+                let mut d = Dice(i as u64);
+                let data: Vec<f64> = (0..buf.numel).map(|_| (d.next() % 2000) as f64 / 500.0 - 2.0).collect();
+                Value::from_f64(buf.dtype, kiln_ir::Shape(vec![buf.numel]), &data).unwrap()
+            })
+            .collect();
+        let want = kiln_passes::kernel::execute(&s, &vals).unwrap();
+        let got = gpu.run_schedule(s, &vals).unwrap();
+        for (a, b) in got.iter().zip(&want) {
+            assert!(allclose(a, b, 1e-5, 1e-6), "{name}: cuda {a:?}\nreference {b:?}");
+        }
+    }
+}
+
+#[test]
 fn w1_timing() {
     let Some(gpu) = device() else { return };
     let g = kiln_passes::workloads::w1(1 << 24, true).unwrap();

@@ -3,13 +3,17 @@
 //! norm + GELU (forward and backward), and an MLP training step's gradients.
 
 mod cuda_common;
-use cuda_common::schedule;
+use cuda_common::{handmade_schedules, schedule};
 use kiln_codegen::cuda::{emit_schedule, CudaStep};
 use kiln_ir::{DType, Graph, Shape};
 use kiln_passes::workloads;
 
 fn render(name: &str, g: &Graph) -> String {
-    let p = emit_schedule(&schedule(g), name).expect("emit");
+    render_schedule(name, &schedule(g))
+}
+
+fn render_schedule(name: &str, s: &kiln_passes::kernel::Schedule) -> String {
+    let p = emit_schedule(s, name).expect("emit");
     let mut out = String::new();
     for st in &p.steps {
         match st {
@@ -73,4 +77,11 @@ fn layer_norm_gelu() {
 #[test]
 fn mlp_step() {
     insta::assert_snapshot!("mlp_step", render("mlp", &workloads::mlp(64, &[784, 256, 10]).unwrap()));
+}
+
+/// Phase 2 (post-reduction values at every point) in each reduction shape, and a serial kernel.
+#[test]
+fn handmade_kernels() {
+    let all: Vec<String> = handmade_schedules().iter().map(|(n, s)| render_schedule(n, s)).collect();
+    insta::assert_snapshot!("handmade", all.join("\n"));
 }

@@ -17,7 +17,8 @@
 //!   normalised output).
 //! - **Thread per output** (the innermost axis is not reduced: column reductions): a grid-stride
 //!   loop over output points, each thread reducing serially, so that neighbouring threads read
-//!   neighbouring columns.
+//!   neighbouring columns. (Fewer than 1024 outputs with at least 1024 points each go block per
+//!   output instead, so that the GPU has enough threads.)
 //!
 //! Values follow the kernel IR's rule: what does not depend on a reduction is computed at every
 //! point it is needed (before the reduction), what depends on one after it. f32 sums and means
@@ -734,9 +735,13 @@ fn emit_kernel(s: &Schedule, k: &Kernel, tag: &str, src: &mut String) -> Result<
         let skip: Vec<bool> = (0..rank).map(|d| *kind == StoreKind::Outer && lk.red[d]).collect();
         !plan::injective(&st.access.strides, &lk.ext, &skip)
     });
+    // Row reductions (the innermost axis reduced) share a block per output; column reductions
+    // keep neighbouring threads on neighbouring columns, unless there are too few outputs to
+    // occupy the GPU for the length of their reductions.
+    let few_long = outer_count < 1024 && r_count >= 1024;
     let strategy = if !has_red {
         Strategy::Elementwise
-    } else if !serial && lk.red[rank - 1] && r_count >= 32 {
+    } else if !serial && r_count >= 32 && (lk.red[rank - 1] || few_long) {
         Strategy::BlockPerOutput
     } else {
         Strategy::ThreadPerOutput

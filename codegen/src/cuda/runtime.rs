@@ -127,6 +127,13 @@ impl Cuda {
         self.state.lock().map(|s| s.cache.len()).unwrap_or(0)
     }
 
+    /// Compiles and runs a schedule built without the pass pipeline (not cached).
+    pub fn run_schedule(&self, schedule: Schedule, inputs: &[Value]) -> Result<Vec<Value>> {
+        let c = self.build(schedule)?;
+        let refs: Vec<&Value> = inputs.iter().collect();
+        self.execute(&c, &refs)
+    }
+
     fn compiled(&self, key: u64, g: &Graph) -> Result<Arc<Compiled>> {
         if let Some(c) = self.state.lock().expect("cuda state").cache.get(&key) {
             return Ok(c.clone());

@@ -4,7 +4,7 @@
 use kiln_codegen::cuda::{emit_schedule, CudaProgram};
 use kiln_ir::testing::{build_graph, GraphConfig};
 use kiln_ir::{BinaryOp, CompareOp, DType, Graph, ReduceOp, UnaryOp};
-use kiln_passes::kernel::Schedule;
+use kiln_passes::kernel::{Access, Buffer, Instr, KOp, Kernel, Role, Schedule, Step, Store};
 use kiln_passes::pipeline::{compile, PipelineOptions};
 use kiln_passes::workloads;
 
@@ -29,6 +29,14 @@ pub fn workload_graphs() -> Vec<(&'static str, Graph)> {
 /// everything; plus `kiln_ir::testing::sample_every_op`.
 pub fn op_graphs() -> Vec<(&'static str, Graph)> {
     let mut out = vec![("every_op", kiln_ir::testing::sample_every_op())];
+    // Few, long column reductions (block per output along a non-innermost axis), with a
+    // post-reduction value stored at every point (x - mean).
+    let mut g = Graph::new();
+    let x = g.input("x", DType::F32, [2048, 3]);
+    let s = g.reduce(ReduceOp::Mean, x, vec![0], true).unwrap();
+    let d = g.sub(x, s).unwrap();
+    g.set_outputs(vec![s, d]);
+    out.push(("column_mean_long", g));
     for (name, dt) in [("ops_f32", DType::F32), ("ops_f64", DType::F64), ("ops_i64", DType::I64)] {
         let mut g = Graph::new();
         let x = g.input("x", dt, [4, 40]);
@@ -71,6 +79,79 @@ pub fn op_graphs() -> Vec<(&'static str, Graph)> {
     out
 }
 
+/// Kernels the fusion pass does not produce today but the kernel IR allows, built directly:
+/// post-reduction values stored at every point (phase 2) in row, column and long-column
+/// reductions (f32 and i64), and a store that several points write (run serially).
+pub fn handmade_schedules() -> Vec<(&'static str, Schedule)> {
+    let buf = |dtype, numel, role| Buffer { dtype, numel, role, arena_offset: None };
+    // y = x - mean(x) along `axis` of an [r, c] input, and the means.
+    let center = |r: usize, c: usize, axis: usize, dt: DType, op: ReduceOp| {
+        let x = Access::contiguous(&[r, c]);
+        let outer = if axis == 1 {
+            Access { offset: 0, strides: vec![1, 0] }
+        } else {
+            Access { offset: 0, strides: vec![0, 1] }
+        };
+        let n = if axis == 1 { c } else { r };
+        let mut instrs = vec![
+            Instr { op: KOp::Load { buffer: 0, access: x.clone() }, dtype: dt },
+            Instr { op: KOp::Reduce(op, 0), dtype: dt },
+        ];
+        let m = if dt.is_float() {
+            instrs.push(Instr { op: KOp::Const(1.0 / n as f64), dtype: dt });
+            instrs.push(Instr { op: KOp::Binary(BinaryOp::Mul, 1, 2), dtype: dt });
+            3
+        } else {
+            1
+        };
+        instrs.push(Instr { op: KOp::Binary(BinaryOp::Sub, 0, m), dtype: dt });
+        let y = instrs.len() - 1;
+        Schedule {
+            buffers: vec![
+                buf(dt, r * c, Role::Input(0)),
+                buf(dt, if axis == 1 { r } else { c }, Role::Computed),
+                buf(dt, r * c, Role::Computed),
+            ],
+            steps: vec![Step::Kernel(Kernel {
+                name: "center".into(),
+                domain: vec![r, c],
+                reduce_axes: vec![axis],
+                instrs,
+                stores: vec![
+                    Store { buffer: 1, value: m, access: outer },
+                    Store { buffer: 2, value: y, access: x },
+                ],
+            })],
+            inputs: vec![0],
+            outputs: vec![(1, vec![if axis == 1 { r } else { c }]), (2, vec![r, c])],
+            arena_bytes: 0,
+        }
+    };
+    let serial = Schedule {
+        buffers: vec![buf(DType::F64, 20, Role::Input(0)), buf(DType::F64, 5, Role::Computed)],
+        steps: vec![Step::Kernel(Kernel {
+            name: "last_row_wins".into(),
+            domain: vec![4, 5],
+            reduce_axes: vec![],
+            instrs: vec![
+                Instr { op: KOp::Load { buffer: 0, access: Access::contiguous(&[4, 5]) }, dtype: DType::F64 },
+                Instr { op: KOp::Unary(UnaryOp::Exp, 0), dtype: DType::F64 },
+            ],
+            stores: vec![Store { buffer: 1, value: 1, access: Access { offset: 0, strides: vec![0, 1] } }],
+        })],
+        inputs: vec![0],
+        outputs: vec![(1, vec![5])],
+        arena_bytes: 0,
+    };
+    vec![
+        ("center_rows", center(6, 300, 1, DType::F32, ReduceOp::Sum)),
+        ("center_cols", center(300, 6, 0, DType::F64, ReduceOp::Sum)),
+        ("center_long_cols", center(2000, 3, 0, DType::F32, ReduceOp::Sum)),
+        ("max_rows_i64", center(3, 40, 1, DType::I64, ReduceOp::Max)),
+        ("last_row_wins", serial),
+    ]
+}
+
 /// A tiny deterministic generator (splitmix64) for dice.
 pub struct Dice(pub u64);
 impl Dice {
@@ -104,6 +185,10 @@ pub fn all_programs(n: usize) -> Vec<(String, CudaProgram)> {
     let mut out = vec![];
     for (name, g) in workload_graphs().into_iter().chain(op_graphs()) {
         out.push((name.to_string(), emit_schedule(&schedule(&g), name).expect("emit")));
+    }
+    for (name, s) in handmade_schedules() {
+        s.verify().expect("a valid schedule");
+        out.push((name.to_string(), emit_schedule(&s, name).expect("emit")));
     }
     for (name, g) in random_graphs(n) {
         let s = schedule(&g);
