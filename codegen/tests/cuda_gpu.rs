@@ -96,7 +96,10 @@ fn handmade_kernels_match_the_reference_executor() {
             .map(|&b| {
                 let buf = &s.buffers[b];
                 let mut d = Dice(i as u64);
-                let data: Vec<f64> = (0..buf.numel).map(|_| (d.next() % 2000) as f64 / 500.0 - 2.0).collect();
+                let data: Vec<f64> = (0..buf.numel)
+                    .map(|_| (d.next() % 2000) as f64 / 500.0 - 2.0)
+                    .map(|x| if buf.dtype.is_float() { x } else { (x * 10.0).round() })
+                    .collect();
                 Value::from_f64(buf.dtype, kiln_ir::Shape(vec![buf.numel]), &data).unwrap()
             })
             .collect();
