@@ -18,6 +18,7 @@
 pub mod autograd;
 mod backend;
 mod creation;
+mod device;
 pub mod error;
 mod expr;
 pub mod nn;
@@ -35,6 +36,7 @@ pub use autograd::mode::{
 pub use autograd::{GradFn, HookHandle};
 pub use backend::{backend_name, set_backend};
 pub use creation::{Element, TensorOptions};
+pub use device::{device, set_device, Device};
 pub use error::{Error, Result};
 pub use kiln_codegen::{jit_stats, CacheStats};
 pub use kiln_ir::DType;

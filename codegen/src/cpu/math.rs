@@ -225,10 +225,10 @@ fn shuffle_f32x4(b: &mut FunctionBuilder, a: Value, c: Value, lanes: [u8; 4]) ->
 // fit's own error before rounding the coefficients to the working precision.
 
 /// expm1(r) ≈ r + r²·P(r) on |r| ≤ 0.3467, relative error 2^-26.2.
-const EXP_F32: [f64; 5] =
+pub(crate) const EXP_F32: [f64; 5] =
     [0.4999999701976776, 0.1666654348373413, 0.04166720062494278, 0.0083665382117033, 0.0013882521307095885];
 /// As above, relative error 2^-55.6.
-const EXP_F64: [f64; 10] = [
+pub(crate) const EXP_F64: [f64; 10] = [
     0.5000000000000006,
     0.16666666666666588,
     0.04166666666657657,
@@ -241,7 +241,7 @@ const EXP_F64: [f64; 10] = [
     2.505376817918467e-08,
 ];
 /// As above, relative error 2^-37.5 (the f64 kernel inside the f32 `pow`).
-const EXP_F64_LOW: [f64; 7] = [
+pub(crate) const EXP_F64_LOW: [f64; 7] = [
     0.5000000000105215,
     0.16666666754062853,
     0.041666665953401086,
@@ -251,9 +251,9 @@ const EXP_F64_LOW: [f64; 7] = [
     2.4796378918425124e-05,
 ];
 /// log1p(f) = 2s + s·R(s²), R(z) = z·P(z), s = f/(2+f), |s| ≤ 0.17158: abs error of R 2^-27.9.
-const LOG_F32: [f64; 3] = [0.666667640209198, 0.3997659385204315, 0.29925912618637085];
+pub(crate) const LOG_F32: [f64; 3] = [0.666667640209198, 0.3997659385204315, 0.29925912618637085];
 /// As above, abs error of R 2^-56.4.
-const LOG_F64: [f64; 7] = [
+pub(crate) const LOG_F64: [f64; 7] = [
     0.6666666666666677,
     0.3999999999971588,
     0.28571428695945256,
@@ -263,10 +263,10 @@ const LOG_F64: [f64; 7] = [
     0.14811135783134324,
 ];
 /// As above, abs error of R 2^-42.2 (the f64 kernel inside the f32 `pow`).
-const LOG_F64_LOW: [f64; 5] =
+pub(crate) const LOG_F64_LOW: [f64; 5] =
     [0.6666666667034485, 0.3999999660978034, 0.28572071743510635, 0.22175793159716797, 0.19609567744104137];
 /// Double-double log: log1p(f) = 2s + (2/3)s³ + s⁵·Q(s²), abs error of Q 2^-51.7.
-const LOG_DD_TAIL: [f64; 7] = [
+pub(crate) const LOG_DD_TAIL: [f64; 7] = [
     0.4000000000000003,
     0.2857142857133765,
     0.22222222271438943,
@@ -276,7 +276,7 @@ const LOG_DD_TAIL: [f64; 7] = [
     0.12914676168385023,
 ];
 /// tanh(x) ≈ x + x³·P(x²) on |x| ≤ 0.5, relative error 2^-28.4.
-const TANH_F32: [f64; 5] = [
+pub(crate) const TANH_F32: [f64; 5] = [
     -0.3333333432674408,
     0.13333284854888916,
     -0.053941234946250916,
@@ -284,7 +284,7 @@ const TANH_F32: [f64; 5] = [
     -0.006965226493775845,
 ];
 /// As above, relative error 2^-58.
-const TANH_F64: [f64; 11] = [
+pub(crate) const TANH_F64: [f64; 11] = [
     -0.3333333333333333,
     0.13333333333333333,
     -0.05396825396825305,
@@ -298,11 +298,11 @@ const TANH_F64: [f64; 11] = [
     -2.4487720159030118e-05,
 ];
 /// sin(r) ≈ r + r³·S(r²) on |r| ≤ π/4, relative error 2^-26.6.
-const SIN_F32: [f64; 3] = [-0.1666666567325592, 0.008332602679729462, -0.00019558124768082052];
+pub(crate) const SIN_F32: [f64; 3] = [-0.1666666567325592, 0.008332602679729462, -0.00019558124768082052];
 /// cos(r) ≈ 1 − r²/2 + r⁴·C(r²), relative error 2^-30.6.
-const COS_F32: [f64; 3] = [0.0416666641831398, -0.0013888156972825527, 2.4518110876670107e-05];
+pub(crate) const COS_F32: [f64; 3] = [0.0416666641831398, -0.0013888156972825527, 2.4518110876670107e-05];
 /// As above, relative error 2^-65.1.
-const SIN_F64: [f64; 7] = [
+pub(crate) const SIN_F64: [f64; 7] = [
     -0.16666666666666666,
     0.008333333333333333,
     -0.0001984126984126863,
@@ -312,7 +312,7 @@ const SIN_F64: [f64; 7] = [
     -7.590675455660797e-13,
 ];
 /// As above, relative error 2^-70.
-const COS_F64: [f64; 7] = [
+pub(crate) const COS_F64: [f64; 7] = [
     0.041666666666666664,
     -0.001388888888888889,
     2.4801587301586627e-05,
@@ -322,7 +322,7 @@ const COS_F64: [f64; 7] = [
     4.7480833977515197e-14,
 ];
 /// erf(x) ≈ x·P(x²) on |x| ≤ 0.9, relative error 2^-29.1.
-const ERF_SMALL_F32: [f64; 7] = [
+pub(crate) const ERF_SMALL_F32: [f64; 7] = [
     1.128379225730896,
     -0.37612637877464294,
     0.11283772438764572,
@@ -332,7 +332,7 @@ const ERF_SMALL_F32: [f64; 7] = [
     8.738764881854877e-05,
 ];
 /// As above, relative error 2^-55.7.
-const ERF_SMALL_F64: [f64; 12] = [
+pub(crate) const ERF_SMALL_F64: [f64; 12] = [
     std::f64::consts::FRAC_2_SQRT_PI,
     -0.37612638903183754,
     0.11283791670955123,
@@ -347,7 +347,7 @@ const ERF_SMALL_F64: [f64; 12] = [
     -8.907306459290092e-10,
 ];
 /// erfc(x) ≈ e^(−x²)·Q(t), t = (x − 2.5)/(x + 2.5), on [0.9, 3.92]: abs error 2^-28.6.
-const ERFC_F32: [f64; 7] = [
+pub(crate) const ERFC_F32: [f64; 7] = [
     0.21080636978149414,
     -0.3717368245124817,
     0.25171157717704773,
@@ -356,9 +356,9 @@ const ERFC_F32: [f64; 7] = [
     -0.00402574660256505,
     -0.0032180515117943287,
 ];
-const ERFC_F32_C: f64 = 2.5;
+pub(crate) const ERFC_F32_C: f64 = 2.5;
 /// erfc(x) ≈ e^(−x²)·Q(t), t = (x − 4)/(x + 4), on [0.9, 5.93]: abs error 2^-54.8.
-const ERFC_F64: [f64; 16] = [
+pub(crate) const ERFC_F64: [f64; 16] = [
     0.13699945762506138,
     -0.25906804876017137,
     0.2187196789182614,
@@ -376,43 +376,43 @@ const ERFC_F64: [f64; 16] = [
     4.137344415278016e-06,
     6.490351808612341e-07,
 ];
-const ERFC_F64_C: f64 = 4.0;
+pub(crate) const ERFC_F64_C: f64 = 4.0;
 
 /// Constants that differ between f32 and f64 beyond the polynomials.
-struct Consts {
+pub(crate) struct Consts {
     /// 1.5·2^(p−1): adding it rounds to an integer held in the low mantissa bits.
-    shift: f64,
+    pub(crate) shift: f64,
     /// Mantissa bits (23 or 52) and exponent bias.
-    mbits: i64,
-    bias: i64,
-    log2e: f64,
+    pub(crate) mbits: i64,
+    pub(crate) bias: i64,
+    pub(crate) log2e: f64,
     /// ln 2 = LN2_HI + LN2_LO with LN2_HI short enough that k·LN2_HI is exact.
-    ln2_hi: f64,
-    ln2_lo: f64,
+    pub(crate) ln2_hi: f64,
+    pub(crate) ln2_lo: f64,
     /// exp: clamp of the argument (beyond, the result is inf / 0 anyway).
-    exp_lo: f64,
-    exp_hi: f64,
+    pub(crate) exp_lo: f64,
+    pub(crate) exp_hi: f64,
     /// Smallest normal, scale for subnormal log inputs and its exponent.
-    min_normal: f64,
-    sub_scale: f64,
-    sub_scale_log2: f64,
+    pub(crate) min_normal: f64,
+    pub(crate) sub_scale: f64,
+    pub(crate) sub_scale_log2: f64,
     /// Bits of √½ and the sign+exponent mask.
-    sqrt_half_bits: u64,
-    exp_mask: u64,
-    sign_mask: u64,
+    pub(crate) sqrt_half_bits: u64,
+    pub(crate) exp_mask: u64,
+    pub(crate) sign_mask: u64,
     /// tanh: 2|x| is clamped to this (tanh is ±1 to the last bit long before).
-    tanh_max: f64,
+    pub(crate) tanh_max: f64,
     /// π/2 as four parts (the first three short so that j·part is exact for |j| < 2^12 / 2^20).
-    pio2: [f64; 4],
+    pub(crate) pio2: [f64; 4],
     /// Beyond this |x| the sin/cos reduction is meaningless: NaN. (Up to it j ≤ 2^22 / 2^51, so
     /// shift + j is still exact.)
-    trig_max: f64,
-    erf_small_max: f64,
+    pub(crate) trig_max: f64,
+    pub(crate) erf_small_max: f64,
     /// erf(x) rounds to 1 from here on.
-    erf_one: f64,
+    pub(crate) erf_one: f64,
 }
 
-const C32: Consts = Consts {
+pub(crate) const C32: Consts = Consts {
     shift: 12582912.0, // 1.5·2^23
     mbits: 23,
     bias: 127,
@@ -434,7 +434,7 @@ const C32: Consts = Consts {
     erf_one: 3.919206,
 };
 
-const C64: Consts = Consts {
+pub(crate) const C64: Consts = Consts {
     shift: 6755399441055744.0, // 1.5·2^52
     mbits: 52,
     bias: 1023,

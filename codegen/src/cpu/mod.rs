@@ -68,7 +68,7 @@ mod emit;
 mod jit;
 pub(crate) mod math;
 mod matmul;
-mod plan;
+pub(crate) mod plan;
 pub mod pool;
 mod split;
 
