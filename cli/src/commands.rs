@@ -156,12 +156,15 @@ pub fn grad(file: &Path, wrt: &[String], format: Format) -> Result<String> {
     let mut text = String::new();
     let n = g.outputs().len();
     let list = |r: std::ops::Range<usize>| r.map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+    let of = match r.forward_outputs {
+        1 => "output 0".to_string(),
+        k => format!("the sum of outputs {}", list(0..k)),
+    };
     let _ = writeln!(
         text,
-        "# kiln grad: outputs {} are the gradients w.r.t. {} of the sum of outputs {}",
+        "# kiln grad: outputs {} are the gradients of {of} w.r.t. {}",
         list(r.forward_outputs..n),
-        wrt.join(", "),
-        list(0..r.forward_outputs)
+        wrt.join(", ")
     );
     for line in g.to_text().lines() {
         if line.starts_with(&format!("%{first_reverse} ")) {
