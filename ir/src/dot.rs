@@ -145,6 +145,7 @@ impl Graph {
         let name = |id: NodeId| format!("n{}", pos.get(id.index()).copied().unwrap_or(usize::MAX));
         let mut out = String::from("digraph kiln {\n");
         out.push_str("  rankdir=TB;\n");
+        out.push_str("  graph [fontname=\"Helvetica\", fontsize=11];\n");
         out.push_str("  node [fontname=\"Helvetica\", fontsize=10];\n");
         out.push_str("  edge [fontname=\"Helvetica\", fontsize=9];\n");
         if let Some(title) = &style.title {
