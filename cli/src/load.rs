@@ -49,7 +49,7 @@ impl GraphFormat {
 /// let path = dir.path().join("g.txt");
 /// std::fs::write(&path, "%x = Input() {name=\"x\"} : f32[3]\n%y = Exp(%x) : f32[2]\nreturn %y\n").unwrap();
 /// let err = kiln_cli::load_graph(&path).unwrap_err().to_string();
-/// assert!(err.ends_with("g.txt:2:1: Exp: declared f32[2] but the operands give f32[3]"), "{err}");
+/// assert!(err.ends_with("g.txt:2:16: Exp: the operands give f32[3], but the line declares f32[2]"), "{err}");
 /// ```
 pub fn load_graph(path: &Path) -> Result<Graph> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
