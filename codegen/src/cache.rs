@@ -6,6 +6,7 @@ use crate::cpu::{self, CpuExecutable};
 use crate::Backend;
 use kiln_ir::interp::Value;
 use kiln_ir::Graph;
+use kiln_passes::dump::DumpFile;
 use kiln_passes::pipeline::{self, PipelineOptions};
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -68,18 +69,23 @@ impl Jit {
     }
 
     /// Compiles `g` (no cache).
-    /// With `KILN_DUMP=<dir>`, the pipeline's stages and then the Cranelift IR of every kernel
-    /// (`<hash>.4-codegen.clif`) are written there.
+    /// With `KILN_DUMP=<dir>` (or `kiln_passes::pipeline::set_dump_dir`), the pipeline's stages and
+    /// then the Cranelift IR of every kernel (`<hash>.4-codegen.clif`, headed by the code
+    /// generation time) are written there.
     pub fn compile(g: &Graph) -> kiln_ir::Result<CpuExecutable> {
         let opts = PipelineOptions::from_env();
         let compiled = pipeline::compile(g, &opts).map_err(pass_error)?;
+        let t = Instant::now();
         let exe = cpu::compile(&compiled.schedule)?;
         if let Some(dir) = &opts.dump_dir {
-            let mut text = String::new();
-            for (name, clif) in exe.clif() {
+            let clif = exe.clif();
+            let mut text =
+                format!("; codegen: {} kernels in {:.3} ms\n", clif.len(), t.elapsed().as_secs_f64() * 1e3);
+            for (name, clif) in clif {
                 text.push_str(&format!("; kernel {name}\n{clif}\n"));
             }
-            let path = dir.join(format!("{:016x}.4-codegen.clif", compiled.report.graph_hash));
+            let file = DumpFile { order: 4, pass: "codegen", kind: "clif", body: String::new() };
+            let path = dir.join(file.file_name(compiled.report.graph_hash));
             std::fs::create_dir_all(dir)
                 .and_then(|_| std::fs::write(&path, text))
                 .map_err(|e| kiln_ir::Error::Interp(format!("KILN_DUMP: writing {}: {e}", path.display())))?;

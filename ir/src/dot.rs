@@ -3,9 +3,11 @@
 //! Nodes are named `n0, n1, ...` by their position in the text form (so `n3` is `%3`) and
 //! labelled by [`node_label`]: `%3 Mul`, the key attributes, then `f32[3,4]`. Inputs are blue
 //! houses, parameters orange houses, constants grey notes, other ops white rounded boxes; each
-//! output gets a green `output k` marker. Edges carry the operand position when an op has more
-//! than one operand. Later passes add meaning through [`DotStyle`]: fill colours per node (e.g.
-//! forward vs backward) and clusters (e.g. fused regions).
+//! output gets a green `output k` marker. Edges carry the type of the value they move
+//! (`f32[3,4]`), prefixed by the operand position when an op has more than one operand
+//! (`1: f32[3,4]`). Later passes add meaning through [`DotStyle`]: fill colours per node (the
+//! reverse graph in [`REVERSE_FILL`], see [`DotStyle::reverse`]) and clusters (fused kernels,
+//! drawn as dashed boxes).
 
 use crate::graph::{Graph, NodeId};
 use crate::literal::Literal;
@@ -36,6 +38,35 @@ pub struct DotCluster {
     pub nodes: Vec<NodeId>,
     /// The box's border colour (Graphviz default when `None`).
     pub color: Option<String>,
+}
+
+/// The fill of reverse-graph (autodiff) nodes set by [`DotStyle::reverse`].
+pub const REVERSE_FILL: &str = "mistyrose";
+
+impl DotStyle {
+    /// Marks `nodes` as the reverse graph: filled with [`REVERSE_FILL`] (forward ops stay white),
+    /// with a legend line added to the title.
+    ///
+    /// ```
+    /// use kiln_ir::{DType, DotStyle, Graph};
+    /// let mut g = Graph::new();
+    /// let x = g.input("x", DType::F32, [3]);
+    /// let y = g.neg(x).unwrap();
+    /// g.set_outputs(vec![y]);
+    /// let dot = g.to_dot_with(&DotStyle::default().reverse([y]));
+    /// assert!(dot.contains("n1 [label=\"%1 Neg\\nf32[3]\", shape=box, style=\"rounded,filled\", fillcolor=\"mistyrose\"]"));
+    /// ```
+    pub fn reverse(mut self, nodes: impl IntoIterator<Item = NodeId>) -> DotStyle {
+        for id in nodes {
+            self.fill.insert(id, REVERSE_FILL.to_string());
+        }
+        let legend = "white: forward graph · pink: reverse graph (autodiff)";
+        self.title = Some(match self.title.take() {
+            Some(t) => format!("{t}\n{legend}"),
+            None => legend.to_string(),
+        });
+        self
+    }
 }
 
 /// How many constant elements a label shows before it abbreviates to a count.
@@ -98,7 +129,7 @@ impl Graph {
     /// g.set_outputs(vec![y]);
     /// let dot = g.to_dot();
     /// assert!(dot.starts_with("digraph kiln {"));
-    /// assert!(dot.contains("n0 -> n1 [label=\"1\"]"));
+    /// assert!(dot.contains("n0 -> n1 [label=\"1: f32[3]\"]"));
     /// ```
     pub fn to_dot(&self) -> String {
         self.to_dot_with(&DotStyle::default())
@@ -114,6 +145,7 @@ impl Graph {
         let name = |id: NodeId| format!("n{}", pos.get(id.index()).copied().unwrap_or(usize::MAX));
         let mut out = String::from("digraph kiln {\n");
         out.push_str("  rankdir=TB;\n");
+        out.push_str("  graph [fontname=\"Helvetica\", fontsize=11];\n");
         out.push_str("  node [fontname=\"Helvetica\", fontsize=10];\n");
         out.push_str("  edge [fontname=\"Helvetica\", fontsize=9];\n");
         if let Some(title) = &style.title {
@@ -155,6 +187,7 @@ impl Graph {
         for (c, cluster) in style.clusters.iter().enumerate() {
             let _ = writeln!(out, "  subgraph cluster_{c} {{");
             let _ = writeln!(out, "    label=\"{}\";", escape(&cluster.label));
+            out.push_str("    style=\"rounded,dashed\";\n");
             if let Some(color) = &cluster.color {
                 let _ = writeln!(out, "    color=\"{}\";", escape(color));
             }
@@ -170,11 +203,9 @@ impl Graph {
             let operands = self.operands(id);
             let many = operands.len() > 1;
             for (slot, o) in operands.into_iter().enumerate() {
-                if many {
-                    let _ = writeln!(out, "  {} -> {} [label=\"{slot}\"];", name(o), name(id));
-                } else {
-                    let _ = writeln!(out, "  {} -> {};", name(o), name(id));
-                }
+                let ty = self.try_node(o).map(|n| type_text(n.dtype, &n.shape)).unwrap_or_default();
+                let label = if many { format!("{slot}: {ty}") } else { ty };
+                let _ = writeln!(out, "  {} -> {} [label=\"{}\"];", name(o), name(id), escape(&label));
             }
         }
         for (k, &o) in self.outputs().iter().enumerate() {

@@ -232,15 +232,17 @@ impl<'g> Fuser<'g> {
         }
     }
 
-    fn build(&self) -> std::result::Result<Schedule, Build> {
+    fn build(&self) -> std::result::Result<(Schedule, Vec<NodeId>), Build> {
         let g = self.g;
         let live = g.live_mask();
         let order = g.topo_order().map_err(|e| Build::Fail(e.into()))?;
         let mut s = Schedule::default();
         let mut buf_of: HashMap<NodeId, BufferId> = HashMap::new();
+        let mut sources: Vec<NodeId> = Vec::new();
         let mut buffer = |s: &mut Schedule, id: NodeId, role: Role| -> BufferId {
             let n = g.node(id);
             s.buffers.push(Buffer { dtype: n.dtype, numel: n.shape.numel(), role, arena_offset: None });
+            sources.push(id);
             buf_of.insert(id, s.buffers.len() - 1);
             s.buffers.len() - 1
         };
@@ -373,7 +375,7 @@ impl<'g> Fuser<'g> {
             s.outputs.push((buf_of[&o], g.node(o).shape.0.clone()));
         }
         s.verify().map_err(Build::Fail)?;
-        Ok(s)
+        Ok((s, sources))
     }
 
     fn matmul(
@@ -588,6 +590,12 @@ const MAX_KERNEL_INSTRS: usize = 1024;
 
 /// Partitions `g` into a schedule of fused kernels and matmuls (see the module docs).
 pub fn schedule(g: &Graph) -> Result<Schedule> {
+    schedule_with_sources(g).map(|(s, _)| s)
+}
+
+/// [`schedule`], also returning the node of `g` whose value each buffer holds (one per buffer, in
+/// buffer order): what dumps and pictures use to show which nodes each kernel computes.
+pub fn schedule_with_sources(g: &Graph) -> Result<(Schedule, Vec<NodeId>)> {
     let mut f = Fuser { g, realized: vec![false; g.node_bound()] };
     for id in g.node_ids() {
         f.realized[id.index()] = match &g.node(id).op {

@@ -7,10 +7,11 @@
 //! - [`simplify`]: constant folding, algebraic identities, CSE, dead-code elimination.
 //! - [`fusion`]: partitions a graph into a [`kernel::Schedule`] of fused kernels and matmuls.
 //! - [`plan`]: buffer liveness and arena placement.
-//! - [`pipeline`]: the standard order of all of these, timed, with dumps; [`workloads`]: the
-//!   benchmark graphs.
+//! - [`pipeline`]: the standard order of all of these, timed, with dumps ([`dump`]: what they
+//!   hold); [`workloads`]: the benchmark graphs.
 
 pub mod autodiff;
+pub mod dump;
 pub mod error;
 pub mod fusion;
 pub mod kernel;

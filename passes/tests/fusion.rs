@@ -190,7 +190,11 @@ fn pipeline_dumps_every_stage() {
             "H.1-simplify.dot",
             "H.1-simplify.json",
             "H.1-simplify.txt",
+            "H.2-fusion.dot",
+            "H.2-fusion.json",
             "H.2-fusion.schedule.txt",
+            "H.3-plan.dot",
+            "H.3-plan.json",
             "H.3-plan.report.txt",
             "H.3-plan.schedule.txt",
         ]

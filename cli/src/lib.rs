@@ -1,0 +1,21 @@
+//! # kiln-cli
+//!
+//! The `kiln` command-line tool, to look at what kiln does with a graph:
+//!
+//! - `kiln dump FILE [--after PASS] [--format text|json|dot|svg] [--wrt NAMES]` — the graph after
+//!   any pass of the pipeline (the fused kernels and memory plan after `fusion` and `plan`);
+//! - `kiln grad FILE --wrt NAMES [--format ...]` — the graph with its reverse graph appended;
+//! - `kiln run FILE --input NAME=PATH.npy ... [--output DIR]` — evaluate it on the JIT;
+//! - `kiln passes` — the pipeline.
+//!
+//! FILE is kiln's IR text or JSON; every command reads it through [`load_graph`].
+
+pub mod commands;
+pub mod error;
+pub mod load;
+pub mod npy;
+pub mod render;
+
+pub use commands::{append_reverse, Reversed};
+pub use error::{Error, Result};
+pub use load::{load_graph, GraphFormat};
