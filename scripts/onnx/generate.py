@@ -126,15 +126,22 @@ def main() -> int:
         shutil.rmtree(node_dir)
     os.makedirs(node_dir)
     kept, dropped = [], {}
-    for case in sorted(node_cases.collect_testcases(None), key=lambda c: c.name):
-        if case.kind != "node":
-            continue
+    all_cases = sorted((c for c in node_cases.collect_testcases(None) if c.kind == "node"), key=lambda c: c.name)
+    first_op = {c.name: c.model.graph.node[0].op_type for c in all_cases if c.model.graph.node}
+    for case in all_cases:
         ok, why = keep(case)
         if ok:
             write_case(case)
             kept.append(case.name)
         elif why != "not a listed op":
             dropped[case.name] = why
+    # The op each case tests; an `_expanded` case (the op's function body inlined) tests the op
+    # of the case it expands.
+    with open(os.path.join(OUT, "node", "OPS.txt"), "w") as f:
+        for name in kept:
+            base = name.split("_expanded")[0]
+            op = first_op.get(base, first_op[name])
+            f.write(f"{name} {op}{' (expanded)' if base != name else ''}\n")
     with open(os.path.join(OUT, "mlp.onnx"), "wb") as f:
         f.write(mlp().SerializeToString())
     with open(os.path.join(OUT, "VERSION"), "w") as f:

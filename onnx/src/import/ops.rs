@@ -386,6 +386,21 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
         return Ok(x);
     }
     let keep = a.int("keepdims", 1)? != 0;
+    let shape = cx.g.node(x).shape.clone();
+    let reduced = kiln_ir::op::reduce_axes(&axes, shape.rank())?;
+    if reduced.iter().any(|&ax| shape.0[ax] == 0) {
+        // An empty reduction is the op's identity element, known at import time.
+        let fill = match op {
+            "ReduceMax" | "ReduceLogSum" | "ReduceLogSumExp" => f64::NEG_INFINITY,
+            "ReduceMin" => f64::INFINITY,
+            "ReduceMean" => f64::NAN,
+            _ => 0.0,
+        };
+        let out = kiln_ir::op::reduced_shape(&shape, &reduced, keep);
+        let lit = kiln_ir::Literal::splat(cx.dtype(x), fill, out.numel());
+        let v = Value::from_literal(&lit, &out).map_err(|e| e.to_string())?;
+        return cx.constant(&v);
+    }
     let r = |cx: &mut Cx, op: ReduceOp, v: NodeId| cx.add(Op::Reduce { op, axes: axes.clone(), keepdims: keep }, &[v]);
     let un = |cx: &mut Cx, u: UnaryOp, v: NodeId| cx.add(Op::Unary(u), &[v]);
     match op {
@@ -425,9 +440,7 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
             if keep {
                 Ok(y)
             } else {
-                let shape = cx.g.node(x).shape.clone();
-                let ax = kiln_ir::op::reduce_axes(&axes, shape.rank())?;
-                let out = kiln_ir::op::reduced_shape(&shape, &ax, false);
+                let out = kiln_ir::op::reduced_shape(&shape, &reduced, false);
                 cx.add(Op::Reshape { shape: out.0 }, &[y])
             }
         }
@@ -522,12 +535,16 @@ fn layer_norm(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<Outs, String> {
 fn dropout(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<Outs, String> {
     let x = cx.input(n, 0)?;
     let training = if cx.opset >= 12 {
-        let ratio = cx.const_scalar(n, 1, "ratio")?.unwrap_or(0.5);
         let mode = match cx.opt_input(n, 2)? {
             None => false,
-            Some(id) => cx.const_value(id).and_then(Value::scalar_f64).ok_or("the training_mode input must be a constant")? != 0.0,
+            Some(id) => {
+                cx.const_value(id).and_then(Value::scalar_f64).ok_or(
+                    "the training_mode input must be a constant (training-mode Dropout is not supported)",
+                )? != 0.0
+            }
         };
-        mode && ratio != 0.0
+        // The ratio only matters in training mode.
+        mode && cx.const_scalar(n, 1, "ratio")?.unwrap_or(0.5) != 0.0
     } else {
         cx.opset < 7 && a.int("is_test", 0)? == 0 && a.float("ratio", 0.5)? != 0.0
     };
