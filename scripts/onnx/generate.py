@@ -5,6 +5,7 @@
   use only the ops kiln imports and whose tensors are float32-based (f32, plus i64/bool where an
   op needs them: shapes, axes, conditions, comparison results). Written exactly as onnx's
   `backend-test-tools generate-data` writes them: model.onnx and test_data_set_N/{input,output}_K.pb.
+- node/<case>_opset<N>/: older-opset variants of some cases (onnx's version converter).
 - mlp.onnx: a small two-layer MLP (Gemm, Relu, Gemm, Softmax) with initializers, made with
   onnx.helper, for the import → train → export round trip.
 
@@ -25,8 +26,9 @@ import warnings
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper, version_converter
 from onnx.backend.test.case import node as node_cases
+from onnx.reference import ReferenceEvaluator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "onnx", "tests", "data")
@@ -45,6 +47,12 @@ SUPPORTED = {
 CASE_OPS = SUPPORTED - {"Not", "Sum", "Mean", "Flatten", "LeakyRelu", "Reciprocal", "Erf", "Sin",
                         "Cos", "Sign", "LessOrEqual", "GreaterOrEqual", "ReduceMin", "CastLike", "Shape",
                         "Size", "ConstantOfShape", "And", "Or"}
+# Target opsets of the older-version variants, and the ops whose semantics differ there.
+OLD_OPSETS = {
+    7: {"Softmax", "LogSoftmax", "Dropout"},
+    11: {"Softmax", "LogSoftmax", "Dropout", "Clip"},
+    13: {"ReduceMean", "ReduceMax", "Squeeze", "Unsqueeze", "Slice", "Clip"},
+}
 # Element types kiln has: FLOAT, INT64, BOOL, DOUBLE.
 KILN_TYPES = {TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL, TensorProto.DOUBLE}
 
@@ -74,13 +82,14 @@ def keep(case) -> tuple[bool, str]:
     return True, ""
 
 
-def write_case(case) -> None:
-    d = os.path.join(OUT, "node", case.name)
+def write_case(case, name=None, model=None, data_sets=None) -> None:
+    model = model or case.model
+    d = os.path.join(OUT, "node", name or case.name)
     os.makedirs(d)
     with open(os.path.join(d, "model.onnx"), "wb") as f:
-        f.write(case.model.SerializeToString())
-    g = case.model.graph
-    for i, (inputs, outputs) in enumerate(case.data_sets):
+        f.write(model.SerializeToString())
+    g = model.graph
+    for i, (inputs, outputs) in enumerate(data_sets or case.data_sets):
         ds = os.path.join(d, f"test_data_set_{i}")
         os.makedirs(ds)
         for j, x in enumerate(inputs):
@@ -91,6 +100,15 @@ def write_case(case) -> None:
             t = y if isinstance(y, TensorProto) else numpy_helper.from_array(np.asarray(y), g.output[j].name)
             with open(os.path.join(ds, f"output_{j}.pb"), "wb") as f:
                 f.write(t.SerializeToString())
+
+
+def coerced_softmax(x: np.ndarray, axis: int, log: bool) -> np.ndarray:
+    """Softmax before opset 13: over the 2-D view [prod(d[:axis]), prod(d[axis:])]."""
+    axis = axis + x.ndim if axis < 0 else axis
+    flat = x.reshape(int(np.prod(x.shape[:axis])), -1)
+    e = np.exp(flat - flat.max(axis=1, keepdims=True))
+    y = e / e.sum(axis=1, keepdims=True)
+    return (np.log(y) if log else y).reshape(x.shape).astype(x.dtype)
 
 
 def mlp() -> onnx.ModelProto:
@@ -135,6 +153,35 @@ def main() -> int:
             kept.append(case.name)
         elif why != "not a listed op":
             dropped[case.name] = why
+    # Older-opset variants, made by onnx's version converter from the kept cases, with the same
+    # data: they exercise the importer's per-version semantics (Softmax's 2-D coercion before
+    # opset 13, attribute axes of Reduce* before 18, Dropout's attributes before 12).
+    variants = {}
+    for case in [c for c in all_cases if c.name in kept]:
+        for version in OLD_OPSETS:
+            if "_expanded" in case.name or not {n.op_type for n in case.model.graph.node} & OLD_OPSETS[version]:
+                continue
+            try:
+                old = version_converter.convert_version(case.model, version)
+                onnx.checker.check_model(old)
+            except Exception:  # the converter cannot express every case in every version
+                continue
+            if not {n.op_type for n in old.graph.node} <= SUPPORTED:
+                continue
+            # The converter keeps attribute values, not always meaning (Softmax's axis before
+            # 13 is a 2-D coercion point): the expected outputs of a variant are recomputed by
+            # onnx's reference evaluator at the variant's opset.
+            inputs = case.data_sets[0][0]
+            feeds = {v.name: np.asarray(x) for v, x in zip(old.graph.input, inputs)}
+            outputs = ReferenceEvaluator(old).run(None, feeds)
+            node0 = old.graph.node[0]
+            if node0.op_type in ("Softmax", "LogSoftmax") and version < 13:
+                # onnx's reference evaluator implements only the opset-13 meaning of the axis.
+                axis = next((a.i for a in node0.attribute if a.name == "axis"), 1)
+                outputs = [coerced_softmax(feeds[node0.input[0]], axis, node0.op_type == "LogSoftmax")]
+            name = f"{case.name}_opset{version}"
+            write_case(case, name, old, [(inputs, outputs)])
+            variants[name] = f"{first_op[case.name]} (opset {version})"
     # The op each case tests; an `_expanded` case (the op's function body inlined) tests the op
     # of the case it expands.
     with open(os.path.join(OUT, "node", "OPS.txt"), "w") as f:
@@ -142,6 +189,8 @@ def main() -> int:
             base = name.split("_expanded")[0]
             op = first_op.get(base, first_op[name])
             f.write(f"{name} {op}{' (expanded)' if base != name else ''}\n")
+        for name, op in sorted(variants.items()):
+            f.write(f"{name} {op}\n")
     with open(os.path.join(OUT, "mlp.onnx"), "wb") as f:
         f.write(mlp().SerializeToString())
     with open(os.path.join(OUT, "VERSION"), "w") as f:
@@ -151,7 +200,8 @@ def main() -> int:
         for name, why in sorted(dropped.items()):
             f.write(f"{name}: {why}\n")
     size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(OUT) for f in fs)
-    print(f"kept {len(kept)} cases, dropped {len(dropped)}; {size / 1024:.0f} KiB in {OUT}")
+    print(f"kept {len(kept)} cases and {len(variants)} older-opset variants, dropped {len(dropped)}; "
+          f"{size / 1024:.0f} KiB in {OUT}")
     return 0
 
 
