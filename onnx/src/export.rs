@@ -39,7 +39,12 @@ pub fn encode_model(m: &ModelProto) -> Vec<u8> {
 }
 
 /// Exports `g` to `path` (see [`export_graph`]).
-pub fn export_file(g: &Graph, params: &[(String, Value)], opts: &ExportOptions, path: impl AsRef<Path>) -> Result<()> {
+pub fn export_file(
+    g: &Graph,
+    params: &[(String, Value)],
+    opts: &ExportOptions,
+    path: impl AsRef<Path>,
+) -> Result<()> {
     let path = path.as_ref();
     let m = export_graph(g, params, opts).map_err(|e| e.in_file(path.display()))?;
     std::fs::write(path, encode_model(&m))
@@ -85,7 +90,13 @@ pub fn export_graph(g: &Graph, params: &[(String, Value)], opts: &ExportOptions)
                     if v.dtype() != node.dtype || v.shape() != node.shape {
                         return Err(Error::at(
                             format!("parameter '{name}'"),
-                            format!("its value is {}{}, the graph declares {}{}", v.dtype(), v.shape(), node.dtype, node.shape),
+                            format!(
+                                "its value is {}{}, the graph declares {}{}",
+                                v.dtype(),
+                                v.shape(),
+                                node.dtype,
+                                node.shape
+                            ),
                         ));
                     }
                     gp.initializer.push(from_value(v, name));
@@ -163,7 +174,8 @@ pub fn with_gradients(g: &Graph, wrt: &[&str]) -> Result<Graph> {
 
 fn value_info(name: &str, dtype: kiln_ir::DType, shape: &Shape) -> ValueInfoProto {
     use tensor_shape_proto::{dimension::Value as D, Dimension};
-    let dims = shape.0.iter().map(|&d| Dimension { value: Some(D::DimValue(d as i64)), ..Default::default() });
+    let dims =
+        shape.0.iter().map(|&d| Dimension { value: Some(D::DimValue(d as i64)), ..Default::default() });
     let t = type_proto::Tensor {
         elem_type: elem_type_of(dtype),
         shape: Some(TensorShapeProto { dim: dims.collect() }),

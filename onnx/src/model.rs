@@ -210,7 +210,9 @@ impl Model {
                 t
             }
             Op::Concat { axis } => Tensor::cat(&x.iter().collect::<Vec<_>>(), *axis)?,
-            Op::Input { .. } | Op::Constant(_) => return Err(self.err("inputs and constants have no operands".into())),
+            Op::Input { .. } | Op::Constant(_) => {
+                return Err(self.err("inputs and constants have no operands".into()))
+            }
         })
     }
 

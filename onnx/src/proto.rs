@@ -22,10 +22,28 @@ pub mod data_type {
     /// The ONNX name of a data type number, for error messages.
     pub fn name(t: i32) -> String {
         const NAMES: [&str; 17] = [
-            "UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64", "STRING", "BOOL",
-            "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16",
+            "UNDEFINED",
+            "FLOAT",
+            "UINT8",
+            "INT8",
+            "UINT16",
+            "INT16",
+            "INT32",
+            "INT64",
+            "STRING",
+            "BOOL",
+            "FLOAT16",
+            "DOUBLE",
+            "UINT32",
+            "UINT64",
+            "COMPLEX64",
+            "COMPLEX128",
+            "BFLOAT16",
         ];
-        usize::try_from(t).ok().and_then(|i| NAMES.get(i)).map_or_else(|| format!("type {t}"), |s| s.to_string())
+        usize::try_from(t)
+            .ok()
+            .and_then(|i| NAMES.get(i))
+            .map_or_else(|| format!("type {t}"), |s| s.to_string())
     }
 }
 

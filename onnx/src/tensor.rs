@@ -36,9 +36,10 @@ pub fn shape_of(dims: &[i64]) -> Result<Vec<usize>, String> {
     let mut out = Vec::with_capacity(dims.len());
     for &d in dims {
         let u = usize::try_from(d).map_err(|_| format!("dimension {d} is negative"))?;
-        n = n.checked_mul(u).filter(|&n| n <= isize::MAX as usize / 8).ok_or_else(|| {
-            format!("dims {dims:?} describe more elements than can be addressed")
-        })?;
+        n = n
+            .checked_mul(u)
+            .filter(|&n| n <= isize::MAX as usize / 8)
+            .ok_or_else(|| format!("dims {dims:?} describe more elements than can be addressed"))?;
         out.push(u);
     }
     Ok(out)
@@ -69,7 +70,10 @@ fn read(t: &TensorProto) -> Result<Value, String> {
                     n * $w
                 ));
             }
-            t.raw_data.chunks_exact($w).map(|c| <$ty>::from_le_bytes(c.try_into().unwrap_or_default())).collect::<Vec<$ty>>()
+            t.raw_data
+                .chunks_exact($w)
+                .map(|c| <$ty>::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect::<Vec<$ty>>()
         }};
     }
     let v = match dtype {
@@ -132,8 +136,8 @@ pub fn from_value(v: &Value, name: &str) -> TensorProto {
 
 /// Reads a serialized `TensorProto` (an ONNX test-data `.pb` file).
 pub fn decode_tensor(bytes: &[u8]) -> Result<(String, Value)> {
-    let t: TensorProto = prost::Message::decode(bytes)
-        .map_err(|e| Error::model(format!("not a valid TensorProto: {e}")))?;
+    let t: TensorProto =
+        prost::Message::decode(bytes).map_err(|e| Error::model(format!("not a valid TensorProto: {e}")))?;
     let v = to_value(&t, &format!("tensor '{}'", t.name))?;
     Ok((t.name, v))
 }

@@ -21,7 +21,8 @@ fn node_cases_survive_export_and_reimport() {
         let back = import_bytes(&encode_model(&model), &ImportOptions::default())
             .unwrap_or_else(|e| panic!("{}: re-import failed: {e}", case.name));
         assert_eq!(back.output_names, imp.output_names, "{}", case.name);
-        let all: Vec<Value> = inputs.iter().cloned().chain(imp.initializers.iter().map(|p| p.1.clone())).collect();
+        let all: Vec<Value> =
+            inputs.iter().cloned().chain(imp.initializers.iter().map(|p| p.1.clone())).collect();
         let a = kiln_codegen::jit().run(&imp.graph, &all).unwrap();
         let b = kiln_codegen::jit().run(&back.graph, &all).unwrap();
         for (x, y) in a.iter().zip(&b) {
@@ -52,10 +53,20 @@ fn forward_and_reverse_graphs_export_and_reimport() {
     let (imp, full) = mlp_with_gradients();
     assert_eq!(full.outputs().len(), 5, "the loss and one gradient per initializer");
     let names = ["loss", "grad_W1", "grad_b1", "grad_W2", "grad_b2"].map(String::from).to_vec();
-    let model = export_graph(&full, &imp.initializers, &ExportOptions { output_names: names.clone(), ..Default::default() }).unwrap();
+    let model = export_graph(
+        &full,
+        &imp.initializers,
+        &ExportOptions { output_names: names.clone(), ..Default::default() },
+    )
+    .unwrap();
     let back = import_bytes(&encode_model(&model), &ImportOptions::default()).unwrap();
     assert_eq!(back.output_names, names);
-    let x = Value::from_f64(kiln_ir::DType::F32, [4, 3], &(0..12).map(|i| i as f64 / 6.0 - 1.0).collect::<Vec<_>>()).unwrap();
+    let x = Value::from_f64(
+        kiln_ir::DType::F32,
+        [4, 3],
+        &(0..12).map(|i| i as f64 / 6.0 - 1.0).collect::<Vec<_>>(),
+    )
+    .unwrap();
     let all: Vec<Value> = std::iter::once(x).chain(imp.initializers.iter().map(|p| p.1.clone())).collect();
     let want = kiln_ir::run(&full, &all).unwrap();
     let got = kiln_codegen::jit().run(&back.graph, &all).unwrap();
@@ -66,14 +77,15 @@ fn forward_and_reverse_graphs_export_and_reimport() {
 }
 
 fn python_with_onnx() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("KILN_ONNX_PYTHON").map(PathBuf::from).into_iter().collect();
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("KILN_ONNX_PYTHON").map(PathBuf::from).into_iter().collect();
     if let Some(home) = std::env::var_os("HOME") {
         candidates.push(PathBuf::from(home).join(".cache/kiln-onnx/bin/python"));
     }
     candidates.push("python3".into());
-    candidates.into_iter().find(|p| {
-        Command::new(p).args(["-c", "import onnx"]).output().is_ok_and(|o| o.status.success())
-    })
+    candidates
+        .into_iter()
+        .find(|p| Command::new(p).args(["-c", "import onnx"]).output().is_ok_and(|o| o.status.success()))
 }
 
 /// `onnx.checker.check_model(full_check=True)` (type and shape inference included) on the

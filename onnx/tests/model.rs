@@ -34,7 +34,9 @@ fn mlp_imports_trains_exports_and_reimports() {
     assert_eq!(names, ["W1", "b1", "W2", "b2"]);
 
     // Four points, two classes: learn to put probability on the target class.
-    let x = Tensor::from_vec(vec![1.0f32, 0.5, -0.3, -1.0, 0.2, 0.8, 0.3, -0.7, 1.2, -0.5, -1.1, 0.1], &[4, 3]).unwrap();
+    let x =
+        Tensor::from_vec(vec![1.0f32, 0.5, -0.3, -1.0, 0.2, 0.8, 0.3, -0.7, 1.2, -0.5, -1.1, 0.1], &[4, 3])
+            .unwrap();
     let target = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0], &[4, 2]).unwrap();
     let loss_of = |m: &kiln_onnx::Model| {
         let p = m.forward(std::slice::from_ref(&x)).unwrap().remove(0);
@@ -116,16 +118,20 @@ fn model_forward_matches_the_jit_on_node_cases() {
         };
         for (g, e) in got.iter().zip(&expected) {
             let g = match e {
-                Value::I64(_) => Value::I64(ndarray::ArrayD::from_shape_vec(
-                    g.shape(),
-                    g.to_vec_f64().unwrap().iter().map(|&v| v as i64).collect(),
-                )
-                .unwrap()),
-                Value::Bool(_) => Value::Bool(ndarray::ArrayD::from_shape_vec(
-                    g.shape(),
-                    g.to_vec_f64().unwrap().iter().map(|&v| v != 0.0).collect(),
-                )
-                .unwrap()),
+                Value::I64(_) => Value::I64(
+                    ndarray::ArrayD::from_shape_vec(
+                        g.shape(),
+                        g.to_vec_f64().unwrap().iter().map(|&v| v as i64).collect(),
+                    )
+                    .unwrap(),
+                ),
+                Value::Bool(_) => Value::Bool(
+                    ndarray::ArrayD::from_shape_vec(
+                        g.shape(),
+                        g.to_vec_f64().unwrap().iter().map(|&v| v != 0.0).collect(),
+                    )
+                    .unwrap(),
+                ),
                 _ => value_of(g),
             };
             assert!(allclose(&g, e, 1e-5, 1e-6), "{}: {g:?} vs {e:?}", case.name);

@@ -58,7 +58,8 @@ fn node_cases_match_onnx_outputs_on_the_jit() {
             failures.push(format!("{}: {} outputs, expected {}", case.name, got.len(), case.outputs.len()));
             continue;
         }
-        let bad: Vec<usize> = (0..got.len()).filter(|&i| !allclose(&got[i], &case.outputs[i], RTOL, ATOL)).collect();
+        let bad: Vec<usize> =
+            (0..got.len()).filter(|&i| !allclose(&got[i], &case.outputs[i], RTOL, ATOL)).collect();
         if bad.is_empty() {
             *passed.entry(case.op()).or_default() += 1;
         } else {
@@ -72,7 +73,12 @@ fn node_cases_match_onnx_outputs_on_the_jit() {
     for (op, n) in &passed {
         println!("  {op}: {n}");
     }
-    println!("{} passed, {} skipped, {} failed", passed.values().sum::<usize>(), skipped.len(), failures.len());
+    println!(
+        "{} passed, {} skipped, {} failed",
+        passed.values().sum::<usize>(),
+        skipped.len(),
+        failures.len()
+    );
     for (name, why) in &skipped {
         println!("skipped {name}: {why}");
     }
@@ -122,7 +128,8 @@ fn node_case_gradients_match_finite_differences() {
         let Ok((imp, inputs)) = run_inputs(&case) else { continue };
         let mut g = graph_to_f64(&imp.graph);
         let inputs: Vec<Value> = inputs.iter().map(to_f64).collect();
-        let wrt: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].dtype() == DType::F64 && inputs[i].numel() > 0).collect();
+        let wrt: Vec<usize> =
+            (0..inputs.len()).filter(|&i| inputs[i].dtype() == DType::F64 && inputs[i].numel() > 0).collect();
         let Some(loss) = weighted_loss(&mut g) else {
             not_differentiable.push(format!("{}: no float output", case.name));
             continue;
@@ -170,7 +177,10 @@ fn node_case_gradients_match_finite_differences() {
                 let num = (fp - fm) / (2.0 * h);
                 checked_elems += 1;
                 if (an[e] - num).abs() > 1e-5 + 1e-4 * num.abs().max(an[e].abs()) {
-                    failures.push(format!("{}: d/d input {i} [{e}]: autodiff {} vs finite differences {num}", case.name, an[e]));
+                    failures.push(format!(
+                        "{}: d/d input {i} [{e}]: autodiff {} vs finite differences {num}",
+                        case.name, an[e]
+                    ));
                 }
             }
         }

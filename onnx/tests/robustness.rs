@@ -52,26 +52,50 @@ fn malformed_graphs_are_reported() {
         let e = import(&m).unwrap_err().to_string();
         assert!(e.contains(want), "expected '{want}' in: {e}");
     };
-    check(&|m| m.graph.as_mut().unwrap().node[0].input[0] = "nope".into(), "node 'fc1' (Gemm): input 'nope' is not defined before use");
+    check(
+        &|m| m.graph.as_mut().unwrap().node[0].input[0] = "nope".into(),
+        "node 'fc1' (Gemm): input 'nope' is not defined before use",
+    );
     check(&|m| m.graph.as_mut().unwrap().node.swap(0, 1), "node 'act' (Relu): input 'h' is not defined");
     check(&|m| m.graph.as_mut().unwrap().node[2].input.truncate(1), "node 'fc2' (Gemm): input 1 is required");
-    check(&|m| m.graph.as_mut().unwrap().initializer[0].raw_data.pop().map(drop).unwrap_or(()), "initializer 'W1': raw_data has 95 bytes");
-    check(&|m| m.graph.as_mut().unwrap().initializer[0].dims = vec![8, 3], "node 'fc1' (Gemm): MatMul: mat1 and mat2 shapes cannot be multiplied");
-    check(&|m| m.graph.as_mut().unwrap().output[0].name = "zzz".into(), "output 'zzz': no node or input produces it");
+    check(
+        &|m| m.graph.as_mut().unwrap().initializer[0].raw_data.pop().map(drop).unwrap_or(()),
+        "initializer 'W1': raw_data has 95 bytes",
+    );
+    check(
+        &|m| m.graph.as_mut().unwrap().initializer[0].dims = vec![8, 3],
+        "node 'fc1' (Gemm): MatMul: mat1 and mat2 shapes cannot be multiplied",
+    );
+    check(
+        &|m| m.graph.as_mut().unwrap().output[0].name = "zzz".into(),
+        "output 'zzz': no node or input produces it",
+    );
     check(&|m| m.opset_import.clear(), "imports no version of the default ONNX opset");
     check(&|m| m.graph = None, "the model has no graph");
-    check(&|m| m.graph.as_mut().unwrap().node[3].domain = "com.example".into(), "op domain 'com.example' is not supported");
+    check(
+        &|m| m.graph.as_mut().unwrap().node[3].domain = "com.example".into(),
+        "op domain 'com.example' is not supported",
+    );
     check(
         &|m| {
             let g = m.graph.as_mut().unwrap();
-            g.node.push(NodeProto { input: vec!["probs".into()], output: vec!["probs".into()], op_type: "Relu".into(), ..Default::default() });
+            g.node.push(NodeProto {
+                input: vec!["probs".into()],
+                output: vec!["probs".into()],
+                op_type: "Relu".into(),
+                ..Default::default()
+            });
         },
         "value 'probs' is defined twice",
     );
     check(
         &|m| {
             use kiln_onnx::proto::{tensor_shape_proto::dimension::Value as D, type_proto::Value as T};
-            let Some(T::TensorType(t)) = &mut m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap().value else { panic!() };
+            let Some(T::TensorType(t)) =
+                &mut m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap().value
+            else {
+                panic!()
+            };
             t.shape.as_mut().unwrap().dim[0].value = Some(D::DimParam("batch".into()));
         },
         "input 'x': dimension 'batch' is symbolic",
@@ -95,7 +119,8 @@ fn symbolic_dims_take_concrete_shapes() {
 /// Damaged copies of every committed model: each import returns (Ok or Err) without panicking.
 #[test]
 fn damaged_models_never_panic() {
-    let mut models: Vec<Vec<u8>> = cases().iter().map(|c| std::fs::read(c.dir.join("model.onnx")).unwrap()).collect();
+    let mut models: Vec<Vec<u8>> =
+        cases().iter().map(|c| std::fs::read(c.dir.join("model.onnx")).unwrap()).collect();
     models.push(std::fs::read(MLP).unwrap());
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut rnd = move || {

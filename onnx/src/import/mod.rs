@@ -64,7 +64,8 @@ pub fn import_file(path: impl AsRef<Path>) -> Result<Imported> {
 /// [`import_file`] with options.
 pub fn import_file_with(path: impl AsRef<Path>, opts: &ImportOptions) -> Result<Imported> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::model(format!("cannot read: {e}")).in_file(path.display()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::model(format!("cannot read: {e}")).in_file(path.display()))?;
     import_bytes(&bytes, opts).map_err(|e| e.in_file(path.display()))
 }
 
@@ -93,7 +94,8 @@ pub fn import_model(m: &ModelProto, opts: &ImportOptions) -> Result<Imported> {
     let gp = m.graph.as_ref().ok_or_else(|| Error::model("the model has no graph"))?;
     let mut cx = Cx { g: Graph::new(), env: HashMap::new(), consts: HashMap::new(), opset };
 
-    let init_names: std::collections::HashSet<&str> = gp.initializer.iter().map(|t| t.name.as_str()).collect();
+    let init_names: std::collections::HashSet<&str> =
+        gp.initializer.iter().map(|t| t.name.as_str()).collect();
     for vi in gp.input.iter().filter(|vi| !init_names.contains(vi.name.as_str())) {
         let what = format!("input '{}'", vi.name);
         if let Some(v) = opts.bind.get(&vi.name) {
@@ -188,9 +190,16 @@ fn check_declared(g: &Graph, id: NodeId, vi: &ValueInfoProto) -> Result<(), Stri
         use crate::proto::tensor_shape_proto::dimension::Value as D;
         let rank_ok = s.dim.len() == node.shape.rank();
         let dims_ok = rank_ok
-            && s.dim.iter().zip(node.shape.dims()).all(|(d, &n)| !matches!(d.value, Some(D::DimValue(v)) if v != n as i64));
+            && s.dim
+                .iter()
+                .zip(node.shape.dims())
+                .all(|(d, &n)| !matches!(d.value, Some(D::DimValue(v)) if v != n as i64));
         if !dims_ok {
-            return Err(format!("declared with {} dims that differ from kiln's shape {}", s.dim.len(), node.shape));
+            return Err(format!(
+                "declared with {} dims that differ from kiln's shape {}",
+                s.dim.len(),
+                node.shape
+            ));
         }
     }
     Ok(())
@@ -243,9 +252,12 @@ impl Cx {
     pub fn opt_input(&self, n: &NodeProto, i: usize) -> Result<Option<NodeId>, String> {
         match n.input.get(i).map(String::as_str) {
             None | Some("") => Ok(None),
-            Some(name) => {
-                self.env.get(name).copied().map(Some).ok_or_else(|| format!("input '{name}' is not defined before use"))
-            }
+            Some(name) => self
+                .env
+                .get(name)
+                .copied()
+                .map(Some)
+                .ok_or_else(|| format!("input '{name}' is not defined before use")),
         }
     }
 
@@ -257,7 +269,8 @@ impl Cx {
     }
 
     fn fold(&mut self, id: NodeId, operands: &[NodeId]) {
-        if self.g.node(id).shape.numel() > FOLD_LIMIT || !operands.iter().all(|o| self.consts.contains_key(o)) {
+        if self.g.node(id).shape.numel() > FOLD_LIMIT || !operands.iter().all(|o| self.consts.contains_key(o))
+        {
             return;
         }
         let vals: Vec<&Value> = operands.iter().map(|o| &self.consts[o]).collect();
@@ -278,7 +291,10 @@ impl Cx {
     /// A scalar constant of `dtype`.
     pub fn scalar(&mut self, dtype: DType, v: f64) -> NodeId {
         let id = self.g.scalar(dtype, v);
-        self.consts.insert(id, Value::from_literal(&Literal::scalar(dtype, v), &Shape::scalar()).expect("one element"));
+        self.consts.insert(
+            id,
+            Value::from_literal(&Literal::scalar(dtype, v), &Shape::scalar()).expect("one element"),
+        );
         id
     }
 

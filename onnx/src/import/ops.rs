@@ -8,19 +8,78 @@ use super::attrs::Attrs;
 use super::Cx;
 use crate::proto::NodeProto;
 use crate::tensor::dtype_of;
-use kiln_ir::{broadcast_shapes, normalize_axis, BinaryOp, CompareOp, DType, NodeId, Op, ReduceOp, UnaryOp, Value};
+use kiln_ir::{
+    broadcast_shapes, normalize_axis, BinaryOp, CompareOp, DType, NodeId, Op, ReduceOp, UnaryOp, Value,
+};
 
 type Outs = Vec<Option<NodeId>>;
 
 /// The ops [`lower`] accepts, for documentation and error messages.
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Abs", "Add", "And", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "Cos", "Div",
-    "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gelu", "Gemm", "Greater", "GreaterOrEqual",
-    "Identity", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual", "Log", "LogSoftmax", "MatMul", "Max",
-    "Mean", "Min", "Mul", "Neg", "Not", "Or", "Pow", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum",
-    "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "ReduceSumSquare", "Relu",
-    "Reshape", "Shape", "Sigmoid", "Sign", "Sin", "Size", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Sum",
-    "Tanh", "Transpose", "Unsqueeze", "Where",
+    "Abs",
+    "Add",
+    "And",
+    "Cast",
+    "CastLike",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Cos",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Expand",
+    "Flatten",
+    "Gelu",
+    "Gemm",
+    "Greater",
+    "GreaterOrEqual",
+    "Identity",
+    "LayerNormalization",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "LogSoftmax",
+    "MatMul",
+    "Max",
+    "Mean",
+    "Min",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "Reciprocal",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Sum",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Where",
 ];
 
 /// Lowers node `n`; returns one node per ONNX output (`None` for an optional output kiln does
@@ -109,7 +168,8 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             let r = s.len() as i64;
             let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
             let (start, end) = (clampi(a.int("start", 0)?), clampi(a.int("end", r)?));
-            let dims: Vec<i64> = s.get(start..end.max(start)).unwrap_or(&[]).iter().map(|&d| d as i64).collect();
+            let dims: Vec<i64> =
+                s.get(start..end.max(start)).unwrap_or(&[]).iter().map(|&d| d as i64).collect();
             one(int_constant(cx, dims)?)
         }
         "Size" => {
@@ -127,7 +187,11 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             if fill.numel() != 1 {
                 return Err("the 'value' attribute must hold one element".into());
             }
-            let lit = kiln_ir::Literal::splat(fill.dtype(), fill.scalar_f64().unwrap_or(0.0), shape.iter().product());
+            let lit = kiln_ir::Literal::splat(
+                fill.dtype(),
+                fill.scalar_f64().unwrap_or(0.0),
+                shape.iter().product(),
+            );
             let v = Value::from_literal(&lit, &kiln_ir::Shape(shape)).map_err(|e| e.to_string())?;
             one(cx.constant(&v)?)
         }
@@ -171,7 +235,11 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             let x = cx.input(n, 0)?;
             let axes = if cx.opset < 13 { a.ints("axes")? } else { cx.const_ints(n, 1, "axes")? };
             let s = cx.shape(x);
-            let shape = if op == "Squeeze" { squeezed(&s, axes)? } else { unsqueezed(&s, &axes.ok_or("axes are required")?)? };
+            let shape = if op == "Squeeze" {
+                squeezed(&s, axes)?
+            } else {
+                unsqueezed(&s, &axes.ok_or("axes are required")?)?
+            };
             one(cx.add(Op::Reshape { shape }, &[x])?)
         }
         "Slice" => {
@@ -203,8 +271,8 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             }
             one(cx.add(Op::Concat { axis: a.int("axis", 0)? }, &xs)?)
         }
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare" | "ReduceL1" | "ReduceL2"
-        | "ReduceLogSum" | "ReduceLogSumExp" => one(reduce(cx, n, &a)?),
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" => one(reduce(cx, n, &a)?),
         "Gemm" => one(gemm(cx, n, &a)?),
         "Softmax" | "LogSoftmax" => {
             let x = cx.input(n, 0)?;
@@ -216,7 +284,8 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             // Before opset 13 the input is viewed as 2-D [prod(d[..axis]), prod(d[axis..])].
             let s = cx.shape(x);
             let ax = axis_incl(a.int("axis", 1)?, s.len())?;
-            let flat = cx.add(Op::Reshape { shape: vec![s[..ax].iter().product(), s[ax..].iter().product()] }, &[x])?;
+            let flat = cx
+                .add(Op::Reshape { shape: vec![s[..ax].iter().product(), s[ax..].iter().product()] }, &[x])?;
             let y = softmax(cx, flat, 1, log)?;
             one(cx.add(Op::Reshape { shape: s }, &[y])?)
         }
@@ -334,8 +403,14 @@ fn reshape_target(from: &[usize], target: &[i64], allowzero: bool) -> Result<Vec
                 infer = Some(i);
                 out.push(1);
             }
-            0 if !allowzero => out.push(*from.get(i).ok_or_else(|| format!("shape {target:?}: dim {i} is 0 but the input has rank {}", from.len()))?),
-            d if d < 0 => return Err(format!("shape {target:?} is invalid (only one -1 is allowed, no other negative dims)")),
+            0 if !allowzero => out.push(*from.get(i).ok_or_else(|| {
+                format!("shape {target:?}: dim {i} is 0 but the input has rank {}", from.len())
+            })?),
+            d if d < 0 => {
+                return Err(format!(
+                    "shape {target:?} is invalid (only one -1 is allowed, no other negative dims)"
+                ))
+            }
             d => out.push(usize::try_from(d).map_err(|_| format!("shape {target:?} is too large"))?),
         }
     }
@@ -401,7 +476,9 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
         let v = Value::from_literal(&lit, &out).map_err(|e| e.to_string())?;
         return cx.constant(&v);
     }
-    let r = |cx: &mut Cx, op: ReduceOp, v: NodeId| cx.add(Op::Reduce { op, axes: axes.clone(), keepdims: keep }, &[v]);
+    let r = |cx: &mut Cx, op: ReduceOp, v: NodeId| {
+        cx.add(Op::Reduce { op, axes: axes.clone(), keepdims: keep }, &[v])
+    };
     let un = |cx: &mut Cx, u: UnaryOp, v: NodeId| cx.add(Op::Unary(u), &[v]);
     match op {
         "ReduceSum" => r(cx, ReduceOp::Sum, x),
@@ -470,7 +547,9 @@ fn gemm(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
             c = cx.add(Op::Binary(BinaryOp::Mul), &[c, k])?;
         }
         y = cx.add(Op::Binary(BinaryOp::Add), &[y, c])?;
-        if cx.shape(y) != cx.shape(x).iter().take(1).chain(cx.shape(w).iter().skip(1)).copied().collect::<Vec<_>>() {
+        if cx.shape(y)
+            != cx.shape(x).iter().take(1).chain(cx.shape(w).iter().skip(1)).copied().collect::<Vec<_>>()
+        {
             return Err(format!("C of shape {:?} does not broadcast to A·B", cx.shape(c)));
         }
     }
@@ -549,7 +628,9 @@ fn dropout(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<Outs, String> {
         cx.opset < 7 && a.int("is_test", 0)? == 0 && a.float("ratio", 0.5)? != 0.0
     };
     if training {
-        return Err("Dropout in training mode (random masks) is not supported; export the model for inference".into());
+        return Err(
+            "Dropout in training mode (random masks) is not supported; export the model for inference".into(),
+        );
     }
     let numel = cx.g.node(x).shape.numel();
     let lit = kiln_ir::Literal::splat(DType::Bool, 1.0, numel);

@@ -41,7 +41,8 @@ pub fn cases() -> Vec<Case> {
         .map(|dir| {
             let ds = dir.join("test_data_set_0");
             let model = kiln_onnx::decode_model(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
-            let names: Vec<String> = model.graph.as_ref().unwrap().input.iter().map(|v| v.name.clone()).collect();
+            let names: Vec<String> =
+                model.graph.as_ref().unwrap().input.iter().map(|v| v.name.clone()).collect();
             // Data files carry the input's name in the reference data; use the model's order.
             let inputs = read_pbs(&ds, "input").into_iter().zip(names).map(|((_, v), n)| (n, v)).collect();
             let outputs = read_pbs(&ds, "output").into_iter().map(|(_, v)| v).collect();
