@@ -191,3 +191,62 @@ proptest! {
         }
     }
 }
+
+/// Shapes from a model are not trusted with memory: a huge ConstantOfShape imports as a
+/// broadcast scalar (nothing of its size is allocated), and an absurd Flatten saturates into an
+/// error instead of overflowing.
+#[test]
+fn huge_shapes_allocate_nothing_at_import() {
+    use kiln_onnx::proto::{attribute_type, AttributeProto, GraphProto, OperatorSetIdProto, ValueInfoProto};
+    let dims = kiln_onnx::tensor::from_value(
+        &Value::I64(ndarray::arr1(&[1i64 << 20, 1 << 20, 0, 1 << 40]).into_dyn()),
+        "",
+    );
+    let node = |op: &str, i: &[&str], o: &str, attribute: Vec<AttributeProto>| NodeProto {
+        input: i.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.into()],
+        op_type: op.into(),
+        attribute,
+        ..Default::default()
+    };
+    let m = ModelProto {
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(GraphProto {
+            node: vec![
+                node(
+                    "Constant",
+                    &[],
+                    "dims",
+                    vec![AttributeProto {
+                        name: "value".into(),
+                        r#type: attribute_type::TENSOR,
+                        t: Some(dims),
+                        ..Default::default()
+                    }],
+                ),
+                node("ConstantOfShape", &["dims"], "big", vec![]),
+                node(
+                    "Flatten",
+                    &["big"],
+                    "flat",
+                    vec![AttributeProto {
+                        name: "axis".into(),
+                        r#type: attribute_type::INT,
+                        i: 2,
+                        ..Default::default()
+                    }],
+                ),
+            ],
+            output: vec![ValueInfoProto { name: "big".into(), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let imp = import(&m).unwrap();
+    assert_eq!(imp.graph.node(imp.graph.outputs()[0]).shape.dims(), &[1 << 20, 1 << 20, 0, 1 << 40]);
+    let mut m2 = m.clone();
+    m2.graph.as_mut().unwrap().output[0].name = "flat".into();
+    // [2^40, 0 · 2^40]: the element count is 0 either way; the import must not overflow.
+    let imp = import(&m2).unwrap();
+    assert_eq!(imp.graph.node(imp.graph.outputs()[0]).shape.dims(), &[1 << 40, 0]);
+}

@@ -187,13 +187,7 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             if fill.numel() != 1 {
                 return Err("the 'value' attribute must hold one element".into());
             }
-            let lit = kiln_ir::Literal::splat(
-                fill.dtype(),
-                fill.scalar_f64().unwrap_or(0.0),
-                shape.iter().product(),
-            );
-            let v = Value::from_literal(&lit, &kiln_ir::Shape(shape)).map_err(|e| e.to_string())?;
-            one(cx.constant(&v)?)
+            one(filled(cx, &fill, shape)?)
         }
         "Transpose" => {
             let x = cx.input(n, 0)?;
@@ -218,7 +212,7 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             let x = cx.input(n, 0)?;
             let s = cx.shape(x);
             let ax = if s.is_empty() { 0 } else { axis_incl(a.int("axis", 1)?, s.len())? };
-            let shape = vec![s[..ax].iter().product(), s[ax..].iter().product()];
+            let shape = vec![prod(&s[..ax]), prod(&s[ax..])];
             one(cx.add(Op::Reshape { shape }, &[x])?)
         }
         "Expand" => {
@@ -284,8 +278,7 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
             // Before opset 13 the input is viewed as 2-D [prod(d[..axis]), prod(d[axis..])].
             let s = cx.shape(x);
             let ax = axis_incl(a.int("axis", 1)?, s.len())?;
-            let flat = cx
-                .add(Op::Reshape { shape: vec![s[..ax].iter().product(), s[ax..].iter().product()] }, &[x])?;
+            let flat = cx.add(Op::Reshape { shape: vec![prod(&s[..ax]), prod(&s[ax..])] }, &[x])?;
             let y = softmax(cx, flat, 1, log)?;
             one(cx.add(Op::Reshape { shape: s }, &[y])?)
         }
@@ -366,6 +359,21 @@ fn axis_incl(a: i64, rank: usize) -> Result<usize, String> {
     }
 }
 
+/// The element count of `dims`, saturating (shapes in a damaged model can be absurd; kiln's
+/// shape inference then reports them instead of overflowing).
+fn prod(dims: &[usize]) -> usize {
+    kiln_ir::Shape(dims.to_vec()).numel()
+}
+
+/// A tensor of `shape` filled with the single element of `fill`: a scalar constant broadcast
+/// by `Expand`, so that no buffer of the full size exists until a backend needs one (a model
+/// may declare huge shapes).
+fn filled(cx: &mut Cx, fill: &Value, shape: Vec<usize>) -> Result<NodeId, String> {
+    let v = Value::from_literal(&fill.to_literal(), &kiln_ir::Shape::scalar()).map_err(|e| e.to_string())?;
+    let c = cx.constant(&v)?;
+    cx.add(Op::Expand { shape }, &[c])
+}
+
 fn int_constant(cx: &mut Cx, v: Vec<i64>) -> Result<NodeId, String> {
     let n = v.len();
     let val = Value::I64(ndarray::Array1::from(v).into_dyn());
@@ -394,7 +402,7 @@ fn constant(cx: &mut Cx, a: &Attrs) -> Result<NodeId, String> {
 
 /// ONNX Reshape's target: `0` copies the input's dim (unless `allowzero`), one `-1` is inferred.
 fn reshape_target(from: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>, String> {
-    let numel: usize = from.iter().product();
+    let numel = prod(from);
     let mut out = Vec::with_capacity(target.len());
     let mut infer = None;
     for (i, &d) in target.iter().enumerate() {
@@ -415,7 +423,8 @@ fn reshape_target(from: &[usize], target: &[i64], allowzero: bool) -> Result<Vec
         }
     }
     if let Some(i) = infer {
-        let known: usize = out.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &d)| d).product();
+        let known =
+            out.iter().enumerate().filter(|&(j, _)| j != i).fold(1usize, |n, (_, &d)| n.saturating_mul(d));
         if known == 0 || numel % known != 0 {
             return Err(format!("shape {target:?} is invalid for an input of shape {from:?}"));
         }
@@ -472,9 +481,9 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
             _ => 0.0,
         };
         let out = kiln_ir::op::reduced_shape(&shape, &reduced, keep);
-        let lit = kiln_ir::Literal::splat(cx.dtype(x), fill, out.numel());
-        let v = Value::from_literal(&lit, &out).map_err(|e| e.to_string())?;
-        return cx.constant(&v);
+        let v = Value::from_literal(&kiln_ir::Literal::scalar(cx.dtype(x), fill), &kiln_ir::Shape::scalar())
+            .map_err(|e| e.to_string())?;
+        return filled(cx, &v, out.0);
     }
     let r = |cx: &mut Cx, op: ReduceOp, v: NodeId| {
         cx.add(Op::Reduce { op, axes: axes.clone(), keepdims: keep }, &[v])
@@ -632,9 +641,11 @@ fn dropout(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<Outs, String> {
             "Dropout in training mode (random masks) is not supported; export the model for inference".into(),
         );
     }
-    let numel = cx.g.node(x).shape.numel();
-    let lit = kiln_ir::Literal::splat(DType::Bool, 1.0, numel);
-    let mask = Value::from_literal(&lit, &cx.g.node(x).shape.clone()).map_err(|e| e.to_string())?;
-    let mask = if n.output.get(1).is_some_and(|s| !s.is_empty()) { Some(cx.constant(&mask)?) } else { None };
+    let mask = if n.output.get(1).is_some_and(|s| !s.is_empty()) {
+        let t = Value::Bool(ndarray::arr0(true).into_dyn());
+        Some(filled(cx, &t, cx.shape(x))?)
+    } else {
+        None
+    };
     Ok(vec![Some(x), mask])
 }
