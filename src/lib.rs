@@ -3,9 +3,9 @@
 //! PyTorch's autograd experience in Rust, run like a compiler: tensor code is traced into an
 //! ONNX-style IR, autodiff appends the reverse graph, and a backend executes it. This facade
 //! re-exports the Tensor API of `kiln-frontend` at the top level, and the lower layers as modules
-//! ([`ir`], [`passes`], [`codegen`]). Training building blocks are [`nn`] (modules, initialisation,
-//! safetensors weights) and [`optim`] (SGD, Adam, AdamW). `ARCHITECTURE.md` maps where each
-//! concern lives.
+//! ([`ir`], [`passes`], [`codegen`]), and ONNX import/export as [`onnx`]. Training building
+//! blocks are [`nn`] (modules, initialisation, safetensors weights) and [`optim`] (SGD, Adam,
+//! AdamW). `ARCHITECTURE.md` maps where each concern lives.
 //!
 //! ```
 //! use kiln::Tensor;
@@ -18,4 +18,7 @@
 pub use kiln_codegen as codegen;
 pub use kiln_frontend::*;
 pub use kiln_ir as ir;
+/// ONNX models: `kiln::onnx::load(path)` → a trainable [`onnx::Model`]; import to and export
+/// from kiln's IR ([`onnx::import_file`], [`onnx::export_graph`]).
+pub use kiln_onnx as onnx;
 pub use kiln_passes as passes;

@@ -2,7 +2,7 @@
 //! the exit status.
 
 use crate::error::{Error, Result};
-use crate::load::load_graph;
+use crate::load::{load_graph, load_model, Loaded};
 use crate::{npy, render};
 use kiln_ir::{DotStyle, Graph, NodeId};
 use kiln_passes::pipeline::{self, PASSES};
@@ -184,41 +184,12 @@ pub fn run(
     output: Option<&Path>,
     backend: &str,
 ) -> Result<String> {
-    let g = load_graph(file)?;
+    let loaded = load_model(file)?;
+    let g = &loaded.graph;
     g.verify()?;
-    let names: Vec<&str> = g.inputs().iter().map(|&i| g.input_name(i).unwrap_or("?")).collect();
-    for (k, (name, _)) in inputs.iter().enumerate() {
-        if !names.contains(&name.as_str()) {
-            return Err(Error::Usage(format!(
-                "--input {name}: the graph has no input named '{name}' (its inputs: {})",
-                names.join(", ")
-            )));
-        }
-        if inputs[..k].iter().any(|(n, _)| n == name) {
-            return Err(Error::Usage(format!("--input {name} is given twice")));
-        }
-    }
-    let missing: Vec<String> = g
-        .inputs()
-        .iter()
-        .zip(&names)
-        .filter(|(_, n)| !inputs.iter().any(|(m, _)| m == *n))
-        .map(|(&i, n)| format!("{n} ({})", kiln_ir::text::type_text(g.node(i).dtype, &g.node(i).shape)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(Error::Usage(format!("missing --input NAME=PATH.npy for: {}", missing.join(", "))));
-    }
-    let values = g
-        .inputs()
-        .iter()
-        .zip(&names)
-        .map(|(&i, name)| {
-            let path = &inputs.iter().find(|(n, _)| n == name).expect("checked above").1;
-            npy::read_value(path, name, g.node(i).dtype, &g.node(i).shape)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let values = input_values(&loaded, inputs, &[])?;
     let backend = kiln_codegen::backend_named(backend).map_err(Error::Usage)?;
-    let outs = backend.run(&g, &values)?;
+    let outs = backend.run(g, &values)?;
     let mut text = String::new();
     match output {
         Some(dir) => {
@@ -244,6 +215,172 @@ pub fn run(
                 );
             }
         }
+    }
+    Ok(text)
+}
+
+/// The value of every input of the loaded graph, in input order: from `--input NAME=PATH`
+/// (`.npy`, or an ONNX `TensorProto` `.pb`), else `extra` (cotangents), else the value the
+/// parameter came with (an ONNX initializer).
+fn input_values(
+    loaded: &Loaded,
+    inputs: &[(String, PathBuf)],
+    extra: &[(String, kiln_ir::interp::Value)],
+) -> Result<Vec<kiln_ir::interp::Value>> {
+    let g = &loaded.graph;
+    let names: Vec<&str> = g.inputs().iter().map(|&i| g.input_name(i).unwrap_or("?")).collect();
+    for (k, (name, _)) in inputs.iter().enumerate() {
+        if !names.contains(&name.as_str()) {
+            return Err(Error::Usage(format!(
+                "--input {name}: the graph has no input named '{name}' (its inputs: {})",
+                names.join(", ")
+            )));
+        }
+        if inputs[..k].iter().any(|(n, _)| n == name) {
+            return Err(Error::Usage(format!("--input {name} is given twice")));
+        }
+    }
+    let given = |n: &str| inputs.iter().any(|(m, _)| m == n) || extra.iter().any(|(m, _)| m == n);
+    let default = |n: &str| loaded.params.iter().find(|(m, _)| m == n).map(|(_, v)| v.clone());
+    let missing: Vec<String> = g
+        .inputs()
+        .iter()
+        .zip(&names)
+        .filter(|(_, n)| !given(n) && default(n).is_none())
+        .map(|(&i, n)| format!("{n} ({})", kiln_ir::text::type_text(g.node(i).dtype, &g.node(i).shape)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!("missing --input NAME=PATH.npy for: {}", missing.join(", "))));
+    }
+    g.inputs()
+        .iter()
+        .zip(&names)
+        .map(|(&i, name)| {
+            let node = g.node(i);
+            if let Some((_, path)) = inputs.iter().find(|(n, _)| n == name) {
+                return read_input(path, name, node.dtype, &node.shape);
+            }
+            if let Some((_, v)) = extra.iter().find(|(n, _)| n == name) {
+                return Ok(v.clone());
+            }
+            Ok(default(name).expect("checked above"))
+        })
+        .collect()
+}
+
+/// Reads an input value: an ONNX `TensorProto` (`.pb`, as in ONNX's test data) or `.npy`.
+fn read_input(
+    path: &Path,
+    name: &str,
+    dtype: kiln_ir::DType,
+    shape: &kiln_ir::Shape,
+) -> Result<kiln_ir::interp::Value> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pb")) {
+        let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let (_, v) = kiln_onnx::tensor::decode_tensor(&bytes).map_err(|e| Error::file(path, e.reason))?;
+        if v.dtype() != dtype || v.shape() != *shape {
+            return Err(Error::file(
+                path,
+                format!(
+                    "holds a {}, but input '{name}' is {}",
+                    kiln_ir::text::type_text(v.dtype(), &v.shape()),
+                    kiln_ir::text::type_text(dtype, shape)
+                ),
+            ));
+        }
+        return Ok(v);
+    }
+    npy::read_value(path, name, dtype, shape)
+}
+
+/// `kiln grad` with values: the gradients of the outputs (each seeded with its `--cotangent`, or
+/// ones) w.r.t. the inputs in `wrt`, evaluated on `backend` at the given inputs (parameters of
+/// an ONNX model default to their initializers). A cotangent is named by output position or
+/// (ONNX) output name.
+pub fn grad_values(
+    file: &Path,
+    wrt: &[String],
+    inputs: &[(String, PathBuf)],
+    cotangents: &[(String, PathBuf)],
+    backend: &str,
+) -> Result<String> {
+    let loaded = load_model(file)?;
+    let mut g = loaded.graph.clone();
+    let outputs = g.outputs().to_vec();
+    let position = |key: &str| -> Result<usize> {
+        key.parse::<usize>()
+            .ok()
+            .filter(|&k| k < outputs.len())
+            .or_else(|| loaded.output_names.iter().position(|n| n == key))
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--cotangent {key}: no such output (give its position 0..{} or its name{})",
+                    outputs.len(),
+                    if loaded.output_names.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", loaded.output_names.join(", "))
+                    }
+                ))
+            })
+    };
+    let mut seeds_given: Vec<Option<&PathBuf>> = vec![None; outputs.len()];
+    for (key, path) in cotangents {
+        let k = position(key)?;
+        if seeds_given[k].replace(path).is_some() {
+            return Err(Error::Usage(format!("--cotangent for output {k} is given twice")));
+        }
+    }
+    let mut wrt_ids = Vec::with_capacity(wrt.len());
+    for name in wrt {
+        wrt_ids.push(
+            g.input_named(name)
+                .ok_or_else(|| Error::Usage(format!("--wrt: the graph has no input named '{name}'")))?,
+        );
+    }
+    let (mut diff, mut seeds, mut extra) = (vec![], vec![], vec![]);
+    for (k, &o) in outputs.iter().enumerate() {
+        let (dtype, shape) = (g.node(o).dtype, g.node(o).shape.clone());
+        if !dtype.is_float() {
+            if seeds_given[k].is_some() {
+                return Err(Error::Usage(format!("--cotangent: output {k} is not a float value")));
+            }
+            continue;
+        }
+        diff.push(o);
+        seeds.push(match seeds_given[k] {
+            Some(path) => {
+                let name = format!("cotangent{k}");
+                extra.push((name.clone(), read_input(path, &name, dtype, &shape)?));
+                g.input(name, dtype, shape)
+            }
+            None => kiln_passes::ones_like(&mut g, o),
+        });
+    }
+    if diff.is_empty() {
+        return Err(Error::Usage("the graph has no float output to differentiate".into()));
+    }
+    let grads = kiln_passes::grad(&mut g, &diff, &seeds, &wrt_ids)?;
+    let mut outs = Vec::with_capacity(wrt.len());
+    for (name, d) in wrt.iter().zip(grads) {
+        outs.push(d.ok_or_else(|| {
+            Error::Usage(format!("--wrt: '{name}' does not reach any float output, so it has no gradient"))
+        })?);
+    }
+    g.set_outputs(outs);
+    g.verify()?;
+    let evaluated = Loaded { graph: g, params: loaded.params, output_names: vec![] };
+    let values = input_values(&evaluated, inputs, &extra)?;
+    let backend = kiln_codegen::backend_named(backend).map_err(Error::Usage)?;
+    let grads = backend.run(&evaluated.graph, &values)?;
+    let mut text = String::new();
+    for (name, v) in wrt.iter().zip(&grads) {
+        let _ = writeln!(
+            text,
+            "d/d{name} {}\n{}",
+            kiln_ir::text::type_text(v.dtype(), &v.shape()),
+            tensor_text(v)
+        );
     }
     Ok(text)
 }

@@ -14,7 +14,7 @@ pub enum GraphFormat {
     Text,
     /// kiln's JSON form (`kiln_ir::json`).
     Json,
-    /// An ONNX model (not readable by this build).
+    /// An ONNX model (`kiln_onnx`): initializers become parameter inputs with their values.
     Onnx,
 }
 
@@ -52,6 +52,19 @@ impl GraphFormat {
 /// assert!(err.ends_with("g.txt:2:16: Exp: the operands give f32[3], but the line declares f32[2]"), "{err}");
 /// ```
 pub fn load_graph(path: &Path) -> Result<Graph> {
+    load_model(path).map(|m| m.graph)
+}
+
+/// A graph file as read: the graph, the values its parameters come with (an ONNX model's
+/// initializers; none for kiln IR text or JSON) and the names of its outputs, when it has them.
+pub struct Loaded {
+    pub graph: Graph,
+    pub params: Vec<(String, kiln_ir::interp::Value)>,
+    pub output_names: Vec<String>,
+}
+
+/// Like [`load_graph`], with the parameter values and output names an ONNX model carries.
+pub fn load_model(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let format = GraphFormat::detect(path, &bytes);
     let text = |bytes: Vec<u8>| {
@@ -67,14 +80,22 @@ pub fn load_graph(path: &Path) -> Result<Graph> {
             }
         })
     };
-    match format {
-        GraphFormat::Text => from_text(path, &text(bytes)?),
-        GraphFormat::Json => from_json(path, &text(bytes)?),
-        GraphFormat::Onnx => Err(Error::file(
-            path,
-            "ONNX import is not available in this build; give kiln IR text or JSON (kiln dump --format json)",
-        )),
-    }
+    let graph = match format {
+        GraphFormat::Text => from_text(path, &text(bytes)?)?,
+        GraphFormat::Json => from_json(path, &text(bytes)?)?,
+        GraphFormat::Onnx => {
+            // The importer's errors already name the file, the node and the reason.
+            let m = kiln_onnx::import_bytes(&bytes, &Default::default()).map_err(|e| {
+                let msg = match e.location {
+                    Some(loc) => format!("{loc}: {}", e.reason),
+                    None => e.reason,
+                };
+                Error::file(path, msg)
+            })?;
+            return Ok(Loaded { graph: m.graph, params: m.initializers, output_names: m.output_names });
+        }
+    };
+    Ok(Loaded { graph, params: Vec::new(), output_names: Vec::new() })
 }
 
 fn from_text(path: &Path, src: &str) -> Result<Graph> {

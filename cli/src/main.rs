@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Inspect, differentiate and run kiln graphs (IR text or JSON)")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Inspect, differentiate and run kiln graphs (IR text or JSON) and ONNX models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,7 +22,7 @@ struct Cli {
 enum Command {
     /// Print the graph in FILE as read, or after a pass of the pipeline.
     Dump {
-        /// The graph: kiln IR text or JSON.
+        /// The graph: kiln IR text or JSON, or an ONNX model (.onnx).
         file: PathBuf,
         /// Show the result of this pass (default: the graph as read).
         #[arg(long, value_enum)]
@@ -33,20 +37,32 @@ enum Command {
     },
     /// Append the reverse graph (gradients of the sum of the outputs) and print the result.
     Grad {
-        /// The graph: kiln IR text or JSON.
+        /// The graph: kiln IR text or JSON, or an ONNX model (.onnx).
         file: PathBuf,
         /// The inputs to differentiate with respect to (comma-separated names).
         #[arg(long, value_delimiter = ',', required = true)]
         wrt: Vec<String>,
-        /// Output format.
+        /// Output format (of the graph; ignored when gradients are evaluated).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Evaluate the gradients at these inputs instead of printing the graph: NAME=PATH.npy or
+        /// NAME=PATH.pb (repeat; an ONNX model's parameters default to their initializers).
+        #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_input)]
+        inputs: Vec<(String, PathBuf)>,
+        /// The gradient flowing into an output (its position or ONNX name): OUTPUT=PATH.npy|.pb;
+        /// outputs without one are seeded with ones. Implies evaluation.
+        #[arg(long = "cotangent", value_name = "OUTPUT=PATH", value_parser = parse_input)]
+        cotangents: Vec<(String, PathBuf)>,
+        /// Backend for the evaluation.
+        #[arg(long, default_value = "jit", value_parser = ["jit", "interp"])]
+        backend: String,
     },
     /// Evaluate the graph on .npy inputs and print the outputs or write them as .npy files.
     Run {
-        /// The graph: kiln IR text or JSON.
+        /// The graph: kiln IR text or JSON, or an ONNX model (.onnx).
         file: PathBuf,
-        /// One graph input: NAME=PATH.npy (repeat for each input).
+        /// One graph input: NAME=PATH.npy or NAME=PATH.pb (an ONNX TensorProto); repeat for each
+        /// input. An ONNX model's parameters default to their initializers.
         #[arg(long = "input", value_name = "NAME=PATH", value_parser = parse_input)]
         inputs: Vec<(String, PathBuf)>,
         /// Write out0.npy, out1.npy, ... here instead of printing the outputs.
@@ -65,7 +81,7 @@ fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => {
             Ok((name.to_string(), PathBuf::from(path)))
         }
-        _ => Err(format!("expected NAME=PATH.npy, got '{s}'")),
+        _ => Err(format!("expected NAME=PATH, got '{s}'")),
     }
 }
 
@@ -73,7 +89,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dump { file, after, format, wrt } => commands::dump(&file, after, format, &wrt),
-        Command::Grad { file, wrt, format } => commands::grad(&file, &wrt, format),
+        Command::Grad { file, wrt, format, inputs, cotangents, backend } => {
+            if inputs.is_empty() && cotangents.is_empty() {
+                commands::grad(&file, &wrt, format)
+            } else {
+                commands::grad_values(&file, &wrt, &inputs, &cotangents, &backend)
+            }
+        }
         Command::Run { file, inputs, output, backend } => {
             commands::run(&file, &inputs, output.as_deref(), &backend)
         }

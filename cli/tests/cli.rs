@@ -409,3 +409,70 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("possible values: verify, simplify, fusion, plan"));
 }
+
+// ----- ONNX models ---------------------------------------------------------------------------
+
+const ABS: &str = "../onnx/tests/data/node/test_abs";
+
+fn pb(path: &str) -> Value {
+    kiln_onnx::tensor::decode_tensor(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap(),
+    )
+    .unwrap()
+    .1
+}
+
+#[test]
+fn onnx_models_are_dumped_with_their_parameters() {
+    insta::assert_snapshot!(ok(&["dump", "../onnx/tests/data/mlp.onnx"]));
+}
+
+#[test]
+fn onnx_run_with_a_tensorproto_input_gives_the_expected_output() {
+    let dir = tmp();
+    let model = format!("{ABS}/model.onnx");
+    let input = format!("x={ABS}/test_data_set_0/input_0.pb");
+    ok(&["run", &model, "--input", &input, "--output", &dir.path().display().to_string()]);
+    let got = read_value(&dir.path().join("out0.npy"), "out0", DType::F32, &Shape(vec![3, 4, 5])).unwrap();
+    assert_eq!(got, pb(&format!("{ABS}/test_data_set_0/output_0.pb")));
+}
+
+#[test]
+fn onnx_grad_evaluates_with_cotangents_and_initializers() {
+    // d/dx of sum(|x|·c) with c = |x| is sign(x)·|x| = x.
+    let model = format!("{ABS}/model.onnx");
+    let x = format!("{ABS}/test_data_set_0/input_0.pb");
+    let c = format!("{ABS}/test_data_set_0/output_0.pb");
+    let dir = tmp();
+    let gx =
+        ok(&["grad", &model, "--wrt", "x", "--input", &format!("x={x}"), "--cotangent", &format!("0={c}")]);
+    let want = pb(&format!("{ABS}/test_data_set_0/input_0.pb"));
+    let printed = kiln_frontend::Tensor::from_ndarray(match &want {
+        Value::F32(a) => a,
+        _ => unreachable!(),
+    })
+    .to_string();
+    assert_eq!(gx, format!("d/dx f32[3,4,5]\n{printed}\n"));
+
+    // The MLP ends in a softmax: the sum of its outputs is 1 per row whatever b2 is, so the
+    // gradient w.r.t. b2 (seeded with ones; W1..b2 from the model's initializers) is zero.
+    let x = write(
+        dir.path(),
+        "x.npy",
+        &f32s(&[4, 3], &(0..12).map(|i| i as f64 / 7.0 - 0.8).collect::<Vec<_>>()),
+    );
+    let out = ok(&["grad", "../onnx/tests/data/mlp.onnx", "--wrt", "b2,W1", "--input", &arg("x", &x)]);
+    assert!(out.starts_with("d/db2 f32[2]\n") && out.contains("d/dW1 f32[3,8]\n"), "{out}");
+    let b2 = out.lines().nth(1).unwrap();
+    let vals: Vec<f64> = b2
+        .trim_start_matches("tensor([")
+        .trim_end_matches("])")
+        .split(',')
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert!(vals.iter().all(|v| v.abs() < 1e-4), "{b2}");
+
+    let xpb = format!("x={ABS}/test_data_set_0/input_0.pb");
+    let bad = fail(&["grad", &model, "--wrt", "x", "--input", &xpb, "--cotangent", &format!("y9={c}")]);
+    insta::assert_snapshot!(bad.replace(ABS, "ABS"));
+}
