@@ -127,62 +127,15 @@ impl MatMulPlan {
                 let a_off = oa as isize + r0 as isize * rsa;
                 let b_off = ob as isize + c0 as isize * csb;
                 let o_off = oo + (r0 * n + c0) as isize;
+                let dims = (r1 - r0, k, c1 - c0);
+                let (sa, sb) = ((rsa, csa), (rsb, csb));
                 // SAFETY: the sub-block's elements are elements of the full product's operands
                 // and output (rows r0..r1, columns c0..c1), in bounds by the caller's contract;
                 // tasks write disjoint blocks of `out`.
-                let small = (r1 - r0) * (c1 - c0) * k <= SMALL_MACS;
                 unsafe {
                     match self.dtype {
-                        DType::F32 if small => small_gemm(
-                            (r1 - r0, k, c1 - c0),
-                            (ap as *const f32).offset(a_off),
-                            (rsa, csa),
-                            (bp as *const f32).offset(b_off),
-                            (rsb, csb),
-                            (op as *mut f32).offset(o_off),
-                            n as isize,
-                        ),
-                        DType::F64 if small => small_gemm(
-                            (r1 - r0, k, c1 - c0),
-                            (ap as *const f64).offset(a_off),
-                            (rsa, csa),
-                            (bp as *const f64).offset(b_off),
-                            (rsb, csb),
-                            (op as *mut f64).offset(o_off),
-                            n as isize,
-                        ),
-                        DType::F32 => matrixmultiply::sgemm(
-                            r1 - r0,
-                            k,
-                            c1 - c0,
-                            1.0,
-                            (ap as *const f32).offset(a_off),
-                            rsa,
-                            csa,
-                            (bp as *const f32).offset(b_off),
-                            rsb,
-                            csb,
-                            0.0,
-                            (op as *mut f32).offset(o_off),
-                            n as isize,
-                            1,
-                        ),
-                        DType::F64 => matrixmultiply::dgemm(
-                            r1 - r0,
-                            k,
-                            c1 - c0,
-                            1.0,
-                            (ap as *const f64).offset(a_off),
-                            rsa,
-                            csa,
-                            (bp as *const f64).offset(b_off),
-                            rsb,
-                            csb,
-                            0.0,
-                            (op as *mut f64).offset(o_off),
-                            n as isize,
-                            1,
-                        ),
+                        DType::F32 => product_block::<f32>(dims, ap, a_off, sa, bp, b_off, sb, op, o_off, n),
+                        DType::F64 => product_block::<f64>(dims, ap, a_off, sa, bp, b_off, sb, op, o_off, n),
                         _ => unreachable!("checked when compiling"),
                     }
                 }
@@ -192,12 +145,89 @@ impl MatMulPlan {
     }
 }
 
+/// The float types products are computed in, with their `matrixmultiply` kernel.
+trait Float: Copy + Default + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> {
+    /// `c = a @ b` through `matrixmultiply` (same contract as [`small_gemm`]).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        dims: (usize, usize, usize),
+        a: *const Self,
+        sa: (isize, isize),
+        b: *const Self,
+        sb: (isize, isize),
+        c: *mut Self,
+        rsc: isize,
+    );
+}
+
+impl Float for f32 {
+    unsafe fn gemm(
+        (m, k, n): (usize, usize, usize),
+        a: *const f32,
+        (rsa, csa): (isize, isize),
+        b: *const f32,
+        (rsb, csb): (isize, isize),
+        c: *mut f32,
+        rsc: isize,
+    ) {
+        // SAFETY: the caller's contract is matrixmultiply's.
+        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, 1) }
+    }
+}
+
+impl Float for f64 {
+    unsafe fn gemm(
+        (m, k, n): (usize, usize, usize),
+        a: *const f64,
+        (rsa, csa): (isize, isize),
+        b: *const f64,
+        (rsb, csb): (isize, isize),
+        c: *mut f64,
+        rsc: isize,
+    ) {
+        // SAFETY: the caller's contract is matrixmultiply's.
+        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, 1) }
+    }
+}
+
+/// One block of a product: operands and output at element offsets of the buffers at `a`, `b`,
+/// `c` (addresses), tiny blocks as a plain loop, others through `matrixmultiply`.
+///
+/// # Safety
+/// As [`small_gemm`], for the offset pointers.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_block<T: Float>(
+    dims: (usize, usize, usize),
+    a: usize,
+    a_off: isize,
+    sa: (isize, isize),
+    b: usize,
+    b_off: isize,
+    sb: (isize, isize),
+    c: usize,
+    c_off: isize,
+    rsc: usize,
+) {
+    let (m, k, n) = dims;
+    // SAFETY: the offsets stay inside the buffers by the caller's contract.
+    let (a, b, c) = unsafe {
+        ((a as *const T).offset(a_off), (b as *const T).offset(b_off), (c as *mut T).offset(c_off))
+    };
+    if m * n * k <= SMALL_MACS {
+        // SAFETY: forwarded contract.
+        unsafe { small_gemm(dims, a, sa, b, sb, c, rsc as isize) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { T::gemm(dims, a, sa, b, sb, c, rsc as isize) }
+    }
+}
+
 /// `c = a @ b` for an `m × k` by `k × n` product with element strides, as a plain loop.
 ///
 /// # Safety
 /// Every `a[i·rsa + p·csa]`, `b[p·rsb + j·csb]` (i < m, p < k, j < n) is readable and every
 /// `c[i·rsc + j]` writable, and `c` overlaps neither operand.
-unsafe fn small_gemm<T>(
+unsafe fn small_gemm<T: Float>(
     (m, k, n): (usize, usize, usize),
     a: *const T,
     (rsa, csa): (isize, isize),
@@ -205,9 +235,7 @@ unsafe fn small_gemm<T>(
     (rsb, csb): (isize, isize),
     c: *mut T,
     rsc: isize,
-) where
-    T: Copy + Default + std::ops::Mul<Output = T> + std::ops::Add<Output = T>,
-{
+) {
     for i in 0..m as isize {
         for j in 0..n as isize {
             let mut acc = T::default();
