@@ -65,7 +65,17 @@ pub struct Reversed {
 /// assert_eq!(r.graph.outputs().len(), 2);
 /// assert_eq!(r.forward_outputs, 1);
 /// ```
-pub fn append_reverse(mut g: Graph, wrt: &[String]) -> Result<Reversed> {
+pub fn append_reverse(g: Graph, wrt: &[String]) -> Result<Reversed> {
+    append_reverse_seeded(g, wrt, |g, _, o| Ok(kiln_passes::ones_like(g, o)))
+}
+
+/// [`append_reverse`] with the gradient flowing into float output `k` (node `o`) made by
+/// `seed(graph, k, o)` instead of ones.
+pub fn append_reverse_seeded(
+    mut g: Graph,
+    wrt: &[String],
+    mut seed: impl FnMut(&mut Graph, usize, NodeId) -> Result<NodeId>,
+) -> Result<Reversed> {
     let bound = g.node_bound();
     let mut wrt_ids = Vec::with_capacity(wrt.len());
     for name in wrt {
@@ -79,12 +89,13 @@ pub fn append_reverse(mut g: Graph, wrt: &[String]) -> Result<Reversed> {
         wrt_ids.push(id);
     }
     let outputs = g.outputs().to_vec();
-    let float_outputs: Vec<NodeId> =
-        outputs.iter().copied().filter(|&o| g.node(o).dtype.is_float()).collect();
+    let float_outputs: Vec<(usize, NodeId)> =
+        outputs.iter().copied().enumerate().filter(|&(_, o)| g.node(o).dtype.is_float()).collect();
     if float_outputs.is_empty() {
         return Err(Error::Usage("the graph has no float output to differentiate".into()));
     }
-    let seeds: Vec<NodeId> = float_outputs.iter().map(|&o| kiln_passes::ones_like(&mut g, o)).collect();
+    let seeds = float_outputs.iter().map(|&(k, o)| seed(&mut g, k, o)).collect::<Result<Vec<_>>>()?;
+    let float_outputs: Vec<NodeId> = float_outputs.into_iter().map(|(_, o)| o).collect();
     let grads = kiln_passes::grad(&mut g, &float_outputs, &seeds, &wrt_ids)?;
     let mut new_outputs = outputs.clone();
     for (name, d) in wrt.iter().zip(grads) {
@@ -304,22 +315,21 @@ pub fn grad_values(
     cotangents: &[(String, PathBuf)],
     backend: &str,
 ) -> Result<String> {
-    let loaded = load_model(file)?;
-    let mut g = loaded.graph.clone();
+    let Loaded { graph: g, params, output_names } = load_model(file)?;
     let outputs = g.outputs().to_vec();
     let position = |key: &str| -> Result<usize> {
         key.parse::<usize>()
             .ok()
             .filter(|&k| k < outputs.len())
-            .or_else(|| loaded.output_names.iter().position(|n| n == key))
+            .or_else(|| output_names.iter().position(|n| n == key))
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "--cotangent {key}: no such output (give its position 0..{} or its name{})",
                     outputs.len(),
-                    if loaded.output_names.is_empty() {
+                    if output_names.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", loaded.output_names.join(", "))
+                        format!(": {}", output_names.join(", "))
                     }
                 ))
             })
@@ -331,45 +341,27 @@ pub fn grad_values(
             return Err(Error::Usage(format!("--cotangent for output {k} is given twice")));
         }
     }
-    let mut wrt_ids = Vec::with_capacity(wrt.len());
-    for name in wrt {
-        wrt_ids.push(
-            g.input_named(name)
-                .ok_or_else(|| Error::Usage(format!("--wrt: the graph has no input named '{name}'")))?,
-        );
-    }
-    let (mut diff, mut seeds, mut extra) = (vec![], vec![], vec![]);
-    for (k, &o) in outputs.iter().enumerate() {
-        let (dtype, shape) = (g.node(o).dtype, g.node(o).shape.clone());
-        if !dtype.is_float() {
-            if seeds_given[k].is_some() {
-                return Err(Error::Usage(format!("--cotangent: output {k} is not a float value")));
-            }
-            continue;
+    for (k, path) in seeds_given.iter().enumerate() {
+        if path.is_some() && !g.node(outputs[k]).dtype.is_float() {
+            return Err(Error::Usage(format!("--cotangent: output {k} is not a float value")));
         }
-        diff.push(o);
-        seeds.push(match seeds_given[k] {
-            Some(path) => {
-                let name = format!("cotangent{k}");
-                extra.push((name.clone(), read_input(path, &name, dtype, &shape)?));
-                g.input(name, dtype, shape)
-            }
-            None => kiln_passes::ones_like(&mut g, o),
-        });
     }
-    if diff.is_empty() {
-        return Err(Error::Usage("the graph has no float output to differentiate".into()));
-    }
-    let grads = kiln_passes::grad(&mut g, &diff, &seeds, &wrt_ids)?;
-    let mut outs = Vec::with_capacity(wrt.len());
-    for (name, d) in wrt.iter().zip(grads) {
-        outs.push(d.ok_or_else(|| {
-            Error::Usage(format!("--wrt: '{name}' does not reach any float output, so it has no gradient"))
-        })?);
-    }
-    g.set_outputs(outs);
+    let mut extra = vec![];
+    let r = append_reverse_seeded(g, wrt, |g, k, o| match seeds_given[k] {
+        Some(path) => {
+            let (dtype, shape) = (g.node(o).dtype, g.node(o).shape.clone());
+            let name = format!("cotangent{k}");
+            extra.push((name.clone(), read_input(path, &name, dtype, &shape)?));
+            Ok(g.input(name, dtype, shape))
+        }
+        None => Ok(kiln_passes::ones_like(g, o)),
+    })?;
+    // Only the gradients are evaluated.
+    let mut g = r.graph;
+    let grads = g.outputs()[r.forward_outputs..].to_vec();
+    g.set_outputs(grads);
     g.verify()?;
-    let evaluated = Loaded { graph: g, params: loaded.params, output_names: vec![] };
+    let evaluated = Loaded { graph: g, params, output_names: vec![] };
     let values = input_values(&evaluated, inputs, &extra)?;
     let backend = kiln_codegen::backend_named(backend).map_err(Error::Usage)?;
     let grads = backend.run(&evaluated.graph, &values)?;

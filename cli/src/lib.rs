@@ -18,6 +18,6 @@ pub mod load;
 pub mod npy;
 pub mod render;
 
-pub use commands::{append_reverse, Reversed};
+pub use commands::{append_reverse, append_reverse_seeded, Reversed};
 pub use error::{Error, Result};
 pub use load::{load_graph, load_model, GraphFormat, Loaded};
