@@ -17,42 +17,27 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn into_value(data: Vec<Self>, shape: &[usize]) -> Value;
 }
 
-impl Element for f32 {
-    const DTYPE: DType = DType::F32;
-    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
-        Value::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
+macro_rules! element {
+    ($t:ty, $dtype:ident, |$x:ident| $to_f64:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$dtype;
+            fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
+                Value::$dtype(
+                    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"),
+                )
+            }
+            fn to_f64(self) -> f64 {
+                let $x = self;
+                $to_f64
+            }
+        }
+    };
 }
-impl Element for f64 {
-    const DTYPE: DType = DType::F64;
-    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
-        Value::F64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
-    }
-    fn to_f64(self) -> f64 {
-        self
-    }
-}
-impl Element for i64 {
-    const DTYPE: DType = DType::I64;
-    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
-        Value::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
-    }
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-}
-impl Element for bool {
-    const DTYPE: DType = DType::Bool;
-    fn into_value(data: Vec<Self>, shape: &[usize]) -> Value {
-        Value::Bool(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data).expect("length checked"))
-    }
-    fn to_f64(self) -> f64 {
-        self as u8 as f64
-    }
-}
+
+element!(f32, F32, |x| x as f64);
+element!(f64, F64, |x| x);
+element!(i64, I64, |x| x as f64);
+element!(bool, Bool, |x| x as u8 as f64);
 
 /// Options for the `*_opts` constructors (PyTorch's `dtype=` and `requires_grad=` keywords).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +177,8 @@ impl Tensor {
         self.filled_like(1.0)
     }
 
-    fn filled_like(&self, v: f64) -> Tensor {
+    /// `v` in this tensor's dtype and shape, as a lazy constant (a broadcast scalar).
+    pub(crate) fn filled_like(&self, v: f64) -> Tensor {
         let s = self.scalar_like(v);
         if self.dim() == 0 {
             return s;

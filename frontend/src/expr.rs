@@ -87,17 +87,18 @@ impl Expr {
 
     /// The literal of a pending `Constant`.
     pub fn literal(&self) -> Option<Literal> {
-        match &self.op {
-            Some(Op::Constant(l)) if matches!(&*self.lock(), State::Pending(_)) => Some(l.clone()),
-            _ => None,
-        }
+        self.pending_constant().cloned()
     }
 
     /// For a pending `Constant`: the hash of its literal and type (`None` otherwise). Equal
     /// literals of equal type give equal hashes.
     pub fn constant_hash(&self) -> Option<u64> {
+        self.pending_constant().map(|_| self.op_hash)
+    }
+
+    fn pending_constant(&self) -> Option<&Literal> {
         match &self.op {
-            Some(Op::Constant(_)) if matches!(&*self.lock(), State::Pending(_)) => Some(self.op_hash),
+            Some(Op::Constant(l)) if matches!(&*self.lock(), State::Pending(_)) => Some(l),
             _ => None,
         }
     }
@@ -202,7 +203,6 @@ struct Entry {
 /// The pending DAG behind some targets, each expr once, with its state as the walk saw it.
 /// Another thread may realize an expr meanwhile; the graph must match what was walked, so every
 /// expr's state is read exactly once.
-#[derive(Default)]
 struct Walk {
     index: FastMap<usize, u32>,
     entries: Vec<Entry>,
@@ -367,7 +367,7 @@ fn build_graph(walk: &Walk, out_pos: &[usize]) -> Result<Graph> {
         let en = &walk.entries[i as usize];
         let e = &en.expr;
         let node = match (&en.value, &e.op) {
-            (Some(_), _) | (None, None) => {
+            (Some(_), _) => {
                 n_inputs += 1;
                 g.input(format!("in{}", n_inputs - 1), e.dtype, e.shape.clone())
             }
@@ -376,6 +376,9 @@ fn build_graph(walk: &Walk, out_pos: &[usize]) -> Result<Graph> {
                 let operands: Vec<NodeId> =
                     walk.operands(en).iter().map(|&j| nodes[walk.entries[j as usize].pos as usize]).collect();
                 g.add(op.clone(), &operands)?
+            }
+            (None, None) => {
+                return Err(Error::Op("internal: a pending value without its op".into()));
             }
         };
         nodes.push(node);

@@ -163,14 +163,8 @@ fn two_stage(k: &Kernel, axis: usize, rows: usize, out: &mut Schedule) {
 
     // Stage 1: everything per point, the per-row reductions, the stores of per-point values.
     let (early, late): (Vec<&Store>, Vec<&Store>) = cut.stores.iter().partition(|st| inner[st.value]);
-    let mut live = vec![false; n];
-    early.iter().for_each(|st| live[st.value] = true);
-    reduces.iter().for_each(|&i| live[i] = true);
-    for i in (0..n).rev() {
-        if live[i] {
-            cut.instrs[i].op.operands().into_iter().for_each(|a| live[a] = true);
-        }
-    }
+    let roots = early.iter().map(|st| st.value).chain(reduces.iter().copied());
+    let live = live_instrs(&cut.instrs, roots, |_| true);
     let mut map = vec![usize::MAX; n];
     let mut s1: Vec<Instr> = vec![];
     for i in (0..n).filter(|&i| live[i]) {
@@ -196,13 +190,10 @@ fn two_stage(k: &Kernel, axis: usize, rows: usize, out: &mut Schedule) {
 
     // Stage 2: the partials reduced over the rows, then what depends on the reductions. Axes
     // reduced in stage 1 have extent 1 here (values after a reduction do not vary along them).
-    let mut live = vec![false; n];
-    late.iter().for_each(|st| live[st.value] = true);
-    for i in (0..n).rev() {
-        if live[i] && !matches!(cut.instrs[i].op, KOp::Reduce(..)) {
-            cut.instrs[i].op.operands().into_iter().for_each(|a| live[a] = true);
-        }
-    }
+    // A reduction's operand is stage 1's business: stage 2 loads the partials instead.
+    let live = live_instrs(&cut.instrs, late.iter().map(|st| st.value), |i| {
+        !matches!(cut.instrs[i].op, KOp::Reduce(..))
+    });
     let mut map = vec![usize::MAX; n];
     let mut s2: Vec<Instr> = vec![];
     for i in (0..n).filter(|&i| live[i] && (post[i] || !inner[i])) {
@@ -259,20 +250,26 @@ impl Cx<'_> {
     }
 }
 
-fn split_kernel(k: &Kernel, out: &mut Schedule) {
-    let n = k.instrs.len();
-    // Live instructions.
-    let mut live = vec![false; n];
-    for st in &k.stores {
-        live[st.value] = true;
-    }
-    for i in (0..n).rev() {
-        if live[i] {
-            for a in k.instrs[i].op.operands() {
-                live[a] = true;
-            }
+/// The instructions `roots` depend on (themselves included); the operands of an instruction
+/// are followed only where `follow(instruction)` holds.
+fn live_instrs(
+    instrs: &[Instr],
+    roots: impl Iterator<Item = usize>,
+    follow: impl Fn(usize) -> bool,
+) -> Vec<bool> {
+    let mut live = vec![false; instrs.len()];
+    roots.for_each(|r| live[r] = true);
+    for i in (0..instrs.len()).rev() {
+        if live[i] && follow(i) {
+            instrs[i].op.operands().into_iter().for_each(|a| live[a] = true);
         }
     }
+    live
+}
+
+fn split_kernel(k: &Kernel, out: &mut Schedule) {
+    let n = k.instrs.len();
+    let live = live_instrs(&k.instrs, k.stores.iter().map(|st| st.value), |_| true);
     let order: Vec<usize> = (0..n).filter(|&i| live[i]).collect();
     let pieces: Vec<&[usize]> = order.chunks(MAX_INSTRS).collect();
     let mut piece_of = vec![usize::MAX; n];

@@ -36,9 +36,8 @@ fn key(n: &Arc<Node>) -> Key {
 }
 
 /// Runs a backward pass. Returns the captured gradients (empty without `capture`).
-pub(crate) fn run(mut req: Request) -> Result<Vec<Option<Tensor>>> {
+pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     let _mode = set_grad_enabled(req.create_graph);
-    let outputs = std::mem::take(&mut req.outputs);
 
     // Discover the graph and count, for every node, the edges that lead into it. Nodes are
     // numbered in discovery order; everything below indexes by that number.
@@ -180,7 +179,7 @@ pub(crate) fn run(mut req: Request) -> Result<Vec<Option<Tensor>>> {
         }
     }
     exprs.extend(captured.iter().flatten().map(Tensor::expr));
-    exprs.extend(outputs.iter().map(Tensor::expr).filter(|e| e.value().is_none()));
+    exprs.extend(req.outputs.iter().map(Tensor::expr).filter(|e| e.value().is_none()));
     expr::realize(&exprs)?;
     Ok(captured)
 }

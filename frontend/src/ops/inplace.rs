@@ -4,7 +4,6 @@
 
 use crate::autograd::mode::is_grad_enabled;
 use crate::error::{Error, Result};
-use crate::expr::Expr;
 use crate::ops::record::apply;
 use crate::tensor::{Meta, Storage, Tensor, TensorImpl};
 use kiln_ir::{Literal, Op, Shape};
@@ -93,9 +92,7 @@ impl Tensor {
             // Nothing to record: the new value is just the constant (the old one is not read, so
             // it is neither kept alive nor part of the next graph).
             self.check_inplace_allowed()?;
-            let c = Expr::constant(Literal::scalar(self.dtype(), v), Shape::scalar());
-            let shape = Op::Expand { shape: self.shape().to_vec() };
-            self.0.storage.set(Expr::apply(shape, vec![c])?);
+            self.0.storage.set(self.filled_like(v).expr());
             self.bump_version();
             return Ok(self.clone());
         }
