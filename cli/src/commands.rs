@@ -218,12 +218,7 @@ pub fn run(
         }
         None => {
             for (k, v) in outs.iter().enumerate() {
-                let _ = writeln!(
-                    text,
-                    "out{k} {}\n{}",
-                    kiln_ir::text::type_text(v.dtype(), &v.shape()),
-                    tensor_text(v)
-                );
+                text.push_str(&labelled(&format!("out{k}"), v));
             }
         }
     }
@@ -365,16 +360,12 @@ pub fn grad_values(
     let values = input_values(&evaluated, inputs, &extra)?;
     let backend = kiln_codegen::backend_named(backend).map_err(Error::Usage)?;
     let grads = backend.run(&evaluated.graph, &values)?;
-    let mut text = String::new();
-    for (name, v) in wrt.iter().zip(&grads) {
-        let _ = writeln!(
-            text,
-            "d/d{name} {}\n{}",
-            kiln_ir::text::type_text(v.dtype(), &v.shape()),
-            tensor_text(v)
-        );
-    }
-    Ok(text)
+    Ok(wrt.iter().zip(&grads).map(|(name, v)| labelled(&format!("d/d{name}"), v)).collect())
+}
+
+/// `label type` on one line, then the value as PyTorch prints it.
+fn labelled(label: &str, v: &kiln_ir::interp::Value) -> String {
+    format!("{label} {}\n{}\n", kiln_ir::text::type_text(v.dtype(), &v.shape()), tensor_text(v))
 }
 
 /// PyTorch's printing of a value (kiln's `Tensor` display).

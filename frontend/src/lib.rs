@@ -40,6 +40,7 @@ pub use device::{device, set_device, Device};
 pub use error::{Error, Result};
 pub use kiln_codegen::{jit_stats, CacheStats};
 pub use kiln_ir::DType;
+pub use ops::record::apply_op;
 pub use random::manual_seed;
 pub use tensor::Tensor;
 pub use trace::trace;

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::import::{import_file_with, ImportOptions, Imported};
 use crate::proto::ModelProto;
 use kiln_frontend::Tensor;
-use kiln_ir::{BinaryOp, CompareOp, DType, Graph, NodeId, Op, ReduceOp, UnaryOp, Value};
+use kiln_ir::{DType, Graph, NodeId, Op, Value};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -135,85 +135,11 @@ impl Model {
                     t.clone()
                 }
                 Op::Constant(lit) => tensor_of(&Value::from_literal(lit, &node.shape)?),
-                op => self.apply(op, &operands)?,
+                op => kiln_frontend::apply_op(op, &operands.iter().collect::<Vec<_>>())?,
             };
             vals.insert(id, t);
         }
         Ok(g.outputs().iter().map(|o| vals[o].clone()).collect())
-    }
-
-    /// One IR op through the Tensor API (so it is recorded).
-    fn apply(&self, op: &Op, x: &[Tensor]) -> kiln_frontend::Result<Tensor> {
-        let ints = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
-        Ok(match op {
-            Op::Unary(u) => match u {
-                UnaryOp::Neg => x[0].neg(),
-                UnaryOp::Abs => x[0].abs(),
-                UnaryOp::Exp => x[0].exp(),
-                UnaryOp::Log => x[0].log(),
-                UnaryOp::Sqrt => x[0].sqrt(),
-                UnaryOp::Reciprocal => x[0].reciprocal(),
-                UnaryOp::Tanh => x[0].tanh(),
-                UnaryOp::Sigmoid => x[0].sigmoid(),
-                UnaryOp::Relu => x[0].relu(),
-                UnaryOp::Erf => x[0].erf(),
-                UnaryOp::Sin => x[0].sin(),
-                UnaryOp::Cos => x[0].cos(),
-                UnaryOp::Sign => x[0].sign(),
-            },
-            Op::Binary(b) => match b {
-                BinaryOp::Add => x[0].add(&x[1])?,
-                BinaryOp::Sub => x[0].sub(&x[1])?,
-                BinaryOp::Mul => x[0].mul(&x[1])?,
-                BinaryOp::Div => x[0].div(&x[1])?,
-                BinaryOp::Pow => x[0].pow_tensor(&x[1])?,
-                BinaryOp::Max => x[0].maximum(&x[1])?,
-                BinaryOp::Min => x[0].minimum(&x[1])?,
-            },
-            Op::Compare(c) => match c {
-                CompareOp::Equal => x[0].eq_t(&x[1])?,
-                CompareOp::Greater => x[0].gt(&x[1])?,
-                CompareOp::Less => x[0].lt(&x[1])?,
-            },
-            Op::Where => Tensor::where_(&x[0], &x[1], &x[2])?,
-            Op::Cast { to } => x[0].to_dtype(*to),
-            Op::Reduce { op, axes, keepdims } => {
-                let all: Vec<i64>;
-                let axes = if axes.is_empty() {
-                    all = (0..x[0].dim() as i64).collect();
-                    &all
-                } else {
-                    axes
-                };
-                match op {
-                    ReduceOp::Sum => x[0].sum_dim(axes, *keepdims)?,
-                    ReduceOp::Mean => x[0].mean_dim(axes, *keepdims)?,
-                    ReduceOp::Max => x[0].amax(axes, *keepdims)?,
-                }
-            }
-            Op::MatMul => x[0].matmul(&x[1])?,
-            Op::Reshape { shape } => x[0].reshape(&ints(shape))?,
-            Op::Transpose { perm } => x[0].permute(&ints(perm))?,
-            Op::Expand { shape } => x[0].expand(&ints(shape))?,
-            Op::Slice { starts, ends, axes, steps } => {
-                let mut t = x[0].clone();
-                for i in 0..starts.len() {
-                    if steps[i] < 0 {
-                        return Err(self.err(
-                            "Slice with a negative step is not supported by Model::forward (the Tensor API has no \
-                             reversed slices); run the imported graph on a backend instead"
-                                .into(),
-                        ));
-                    }
-                    t = t.slice(axes[i], starts[i], ends[i], steps[i])?;
-                }
-                t
-            }
-            Op::Concat { axis } => Tensor::cat(&x.iter().collect::<Vec<_>>(), *axis)?,
-            Op::Input { .. } | Op::Constant(_) => {
-                return Err(self.err("inputs and constants have no operands".into()))
-            }
-        })
     }
 
     /// The model with the parameters' current values as initializers (e.g. after training).

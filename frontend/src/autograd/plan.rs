@@ -113,7 +113,7 @@ impl Program {
                     for &o in &s.operands {
                         refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
                     }
-                    crate::ops::record::apply(crate::ops::record::default_name(op), op.clone(), &refs)?
+                    crate::ops::record::apply_op(op, &refs)?
                 }
             };
             bound[s.node] = Some(t);

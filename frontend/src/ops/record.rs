@@ -215,6 +215,25 @@ fn record(
     Ok(out)
 }
 
+/// Applies one primitive IR op to tensors, recorded like the Tensor method that computes it (its
+/// `grad_fn` has PyTorch's name). This is how graphs from elsewhere (an imported ONNX model, a
+/// replayed reverse graph) run as tensor code. `Input` and `Constant` have no operands: they are
+/// an error here.
+///
+/// ```
+/// use kiln_frontend::{apply_op, Tensor};
+/// use kiln_ir::{BinaryOp, Op};
+/// let x = Tensor::ones(&[2]).requires_grad_(true);
+/// let y = apply_op(&Op::Binary(BinaryOp::Mul), &[&x, &x]).unwrap();
+/// assert_eq!(y.grad_fn().unwrap().name(), "MulBackward0");
+/// ```
+pub fn apply_op(op: &Op, inputs: &[&Tensor]) -> Result<Tensor> {
+    if matches!(op, Op::Input { .. } | Op::Constant(_)) {
+        return Err(crate::Error::Op(format!("apply_op: {} has no operands to apply it to", op.name())));
+    }
+    apply(default_name(op), op.clone(), inputs)
+}
+
 /// The `grad_fn` name of an IR op replayed in a backward pass (under `create_graph`).
 pub(crate) fn default_name(op: &Op) -> &'static str {
     match op {
