@@ -3,7 +3,7 @@
 //! operands, f32 and f64, products large enough to be split over threads, and a product feeding
 //! an elementwise kernel.
 //!
-//! Tolerance: the reference accumulates in f64 (f32 products rounded once); matrixmultiply
+//! Tolerance: the reference accumulates in f64 (f32 products rounded once); gemm
 //! accumulates in the element type with FMA, so f32 products are compared at 1e-5 relative +
 //! 1e-5·√k absolute, f64 at 1e-12.
 

@@ -1,24 +1,23 @@
-//! Matrix products through `matrixmultiply` (strided operands: transposes, broadcast batches and
-//! reversed axes need no copies).
+//! Matrix products through the `gemm` crate built with its `x86-v4` feature (AVX-512 kernels,
+//! chosen at run time when the CPU has them; AVX2/FMA or SSE otherwise). Strided operands:
+//! transposes, broadcast batches and reversed axes need no copies.
 //!
-//! Library choice, measured on this machine (1024³ row-major, best of 8, release build;
-//! `gemm` 0.19 with `Parallelism::Rayon(n)` vs `matrixmultiply` 0.3.11 with its `threading`
-//! feature and `MATMUL_NUM_THREADS=n`). Two runs, the first on a quiet machine (load ≈ 2), the
-//! second while other jobs loaded both cores (load ≈ 6), in GFLOP/s:
+//! Library choice, measured on this machine (AVX-512 Xeon, release build, best of 15, both cores
+//! busy with other builds at the time, so absolute figures are low): one single-threaded call per
+//! half of the product on two threads (kiln's split), GFLOP/s:
 //!
-//! | | f32, 1 thread | f32, 2 threads | f64, 1 thread | f64, 2 threads |
-//! |---|---|---|---|---|
-//! | gemm | 105 / 88 | 210 / 86 | 47 / 36 | 95 / 36 |
-//! | matrixmultiply | 148 / 124 | 256 / 98 | 59 / 45 | 111 / 47 |
-//! | matrixmultiply, one single-threaded call per half of M (kiln's split; loaded) | 116 | 116 | 46 | 42 |
+//! | f32 product (m×k×n) | matrixmultiply 0.3.11 | gemm 0.19 (`x86-v4`) |
+//! |---|---|---|
+//! | 256×784×1024, halves of n | 261 | 339 |
+//! | 256×1024×1024, halves of n | 284 | 332 |
+//! | 1024×256×784, halves of m | 317 | 348 |
+//! | 1024×1024×1024, halves of m | 317 | 374 |
 //!
-//! (Under load the second core is busy with other work, so 2 threads gain nothing there.)
-//!
-//! `matrixmultiply` is faster in every cell. Its own threading is configured only by the
-//! `MATMUL_NUM_THREADS` environment variable and a separate thread pool, so kiln builds it without
-//! the `threading` feature and splits products over its own pool instead (batches, or blocks of
-//! rows / columns, one single-threaded call each): one pool, thread count from
-//! `KILN_NUM_THREADS`, never a library spinning threads of its own next to kiln's.
+//! f64 1024³ on one thread: matrixmultiply 66, gemm 91. (Without `x86-v4`, gemm's AVX2 kernels
+//! were slower than matrixmultiply's: 105 vs 148 GFLOP/s f32 on one thread.) Products are split
+//! over kiln's own pool (batches, or blocks of rows / columns, one single-threaded call each,
+//! `Parallelism::None`): one pool, thread count from `KILN_NUM_THREADS`, never a library spinning
+//! threads of its own next to kiln's.
 
 use super::pool;
 use kiln_ir::DType;
@@ -27,7 +26,7 @@ use kiln_passes::kernel::MatMulStep;
 /// Below this many multiply-adds a product runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 18;
 
-/// Below this many multiply-adds per batch a plain loop is used: `matrixmultiply` packs both
+/// Below this many multiply-adds per batch a plain loop is used: `gemm` packs both
 /// operands into panels first, which dominates tiny products (a 32×1 · 1×1 step of a small
 /// regression cost ~2 000 instructions that way).
 const SMALL_MACS: usize = 4096;
@@ -145,53 +144,57 @@ impl MatMulPlan {
     }
 }
 
-/// The float types products are computed in, with their `matrixmultiply` kernel.
-trait Float: Copy + Default + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> {
-    /// `c = a @ b` through `matrixmultiply` (same contract as [`small_gemm`]).
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        dims: (usize, usize, usize),
-        a: *const Self,
-        sa: (isize, isize),
-        b: *const Self,
-        sb: (isize, isize),
-        c: *mut Self,
-        rsc: isize,
-    );
+/// The float types products are computed in (f32 and f64: `gemm` dispatches on the type).
+trait Float: Copy + Default + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> + 'static {
+    const ONE: Self;
 }
-
 impl Float for f32 {
-    unsafe fn gemm(
-        (m, k, n): (usize, usize, usize),
-        a: *const f32,
-        (rsa, csa): (isize, isize),
-        b: *const f32,
-        (rsb, csb): (isize, isize),
-        c: *mut f32,
-        rsc: isize,
-    ) {
-        // SAFETY: the caller's contract is matrixmultiply's.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, 1) }
-    }
+    const ONE: f32 = 1.0;
+}
+impl Float for f64 {
+    const ONE: f64 = 1.0;
 }
 
-impl Float for f64 {
-    unsafe fn gemm(
-        (m, k, n): (usize, usize, usize),
-        a: *const f64,
-        (rsa, csa): (isize, isize),
-        b: *const f64,
-        (rsb, csb): (isize, isize),
-        c: *mut f64,
-        rsc: isize,
-    ) {
-        // SAFETY: the caller's contract is matrixmultiply's.
-        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, 1) }
+/// `c = a @ b` through `gemm` on the calling thread (same contract as [`small_gemm`]).
+unsafe fn gemm_block<T: Float>(
+    (m, k, n): (usize, usize, usize),
+    a: *const T,
+    (rsa, csa): (isize, isize),
+    b: *const T,
+    (rsb, csb): (isize, isize),
+    c: *mut T,
+    rsc: isize,
+) {
+    // gemm computes `dst = alpha·dst + beta·lhs·rhs`; with `read_dst = false` dst is only written.
+    let (zero, one) = (T::default(), T::ONE);
+    // SAFETY: the caller's contract (valid strided operands, `c` writable over m×n, no overlap).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            rsc,
+            false,
+            a,
+            csa,
+            rsa,
+            b,
+            csb,
+            rsb,
+            zero,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
     }
 }
 
 /// One block of a product: operands and output at element offsets of the buffers at `a`, `b`,
-/// `c` (addresses), tiny blocks as a plain loop, others through `matrixmultiply`.
+/// `c` (addresses), tiny blocks as a plain loop, others through `gemm`.
 ///
 /// # Safety
 /// As [`small_gemm`], for the offset pointers.
@@ -218,7 +221,7 @@ unsafe fn product_block<T: Float>(
         unsafe { small_gemm(dims, a, sa, b, sb, c, rsc as isize) }
     } else {
         // SAFETY: forwarded contract.
-        unsafe { T::gemm(dims, a, sa, b, sb, c, rsc as isize) }
+        unsafe { gemm_block(dims, a, sa, b, sb, c, rsc as isize) }
     }
 }
 

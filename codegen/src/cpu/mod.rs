@@ -7,7 +7,7 @@
 //!
 //! [`compile`] verifies the schedule, plans memory and every step, and JIT-compiles one function
 //! per kernel; [`CpuExecutable::run`] binds the inputs (zero-copy when it can, see Memory), runs the
-//! steps in order (kernels split over the thread pool, matrix products through `matrixmultiply`),
+//! steps in order (kernels split over the thread pool, matrix products through `gemm`),
 //! and hands the outputs over (again zero-copy when it can).
 //!
 //! ## Memory
@@ -45,7 +45,7 @@
 //! that finds the pool busy runs its tasks on its own thread.
 //!
 //! ## Safety
-//! Generated code and `matrixmultiply` take raw pointers. The invariants that make that sound:
+//! Generated code and `gemm` take raw pointers. The invariants that make that sound:
 //! 1. the schedule passes `Schedule::verify` (every load and store lies inside its buffer over
 //!    the kernel's whole domain; operands of products too) before anything is compiled, and
 //!    `plan` re-checks what verify does not (outer stores over the outer domain, dtypes);
