@@ -173,6 +173,8 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
                 } else {
                     Some(g.transpose(src, composed)?)
                 }
+            } else if swaps_last_two(&perm) && g.node(xs[0]).op == Op::MatMul {
+                transposed_product(g, xs[0])?
             } else {
                 None
             }
@@ -204,6 +206,32 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
         }
         _ => None,
     })
+}
+
+/// Whether `perm` swaps the last two axes and keeps the others.
+fn swaps_last_two(perm: &[usize]) -> bool {
+    let r = perm.len();
+    r >= 2
+        && perm[r - 2] == r - 1
+        && perm[r - 1] == r - 2
+        && perm[..r - 2].iter().enumerate().all(|(i, &p)| i == p)
+}
+
+/// `(a·b)ᵀ` as `bᵀ·aᵀ` when the product has no other user: the transposes of the operands fold
+/// into the product's strides, so no transposed copy of the result is written. (The gradient of
+/// `x·wᵀ` with respect to `w` is such a transposed product.) Each output element is the same
+/// products summed in the same order, so values are unchanged.
+fn transposed_product(g: &mut Graph, mm: NodeId) -> Result<Option<NodeId>> {
+    let ops = g.operands(mm);
+    let single_use = g.users(mm).len() == 1 && !g.outputs().contains(&mm);
+    let (ra, rb) = (g.node(ops[0]).shape.rank(), g.node(ops[1]).shape.rank());
+    if !single_use || ra < 2 || rb < 2 {
+        return Ok(None);
+    }
+    let swap = |r: usize| -> Vec<usize> { (0..r - 2).chain([r - 1, r - 2]).collect() };
+    let bt = g.transpose(ops[1], swap(rb))?;
+    let at = g.transpose(ops[0], swap(ra))?;
+    Ok(Some(g.matmul(bt, at)?))
 }
 
 fn is_full_slice(g: &Graph, op: &Op, x: NodeId) -> bool {

@@ -35,6 +35,9 @@ snap! {
     double_negation: "%0 = Input() {name=\"x\"} : f32[3]\n%1 = Neg(%0) : f32[3]\n%2 = Neg(%1) : f32[3]\nreturn %2\n";
     reshape_of_reshape: "%0 = Input() {name=\"x\"} : f32[2,3]\n%1 = Reshape(%0) {shape=[3,2]} : f32[3,2]\n%2 = Reshape(%1) {shape=[6]} : f32[6]\n%3 = Reshape(%2) {shape=[2,3]} : f32[2,3]\nreturn %2, %3\n";
     transpose_of_transpose: "%0 = Input() {name=\"x\"} : f32[2,3,4]\n%1 = Transpose(%0) {perm=[2,0,1]} : f32[4,2,3]\n%2 = Transpose(%1) {perm=[1,2,0]} : f32[2,3,4]\n%3 = Transpose(%1) {perm=[0,2,1]} : f32[4,3,2]\nreturn %2, %3\n";
+    transposed_product_swaps_operands: "%0 = Input() {name=\"x\"} : f32[4,3]\n%1 = Input() {name=\"g\"} : f32[4,5]\n%2 = Transpose(%0) {perm=[1,0]} : f32[3,4]\n%3 = MatMul(%2, %1) : f32[3,5]\n%4 = Transpose(%3) {perm=[1,0]} : f32[5,3]\nreturn %4\n";
+    transposed_batched_product: "%0 = Input() {name=\"a\"} : f32[2,4,3]\n%1 = Input() {name=\"b\"} : f32[3,5]\n%2 = MatMul(%0, %1) : f32[2,4,5]\n%3 = Transpose(%2) {perm=[0,2,1]} : f32[2,5,4]\nreturn %3\n";
+    transposed_product_with_other_users_is_kept: "%0 = Input() {name=\"a\"} : f32[4,3]\n%1 = Input() {name=\"b\"} : f32[3,5]\n%2 = MatMul(%0, %1) : f32[4,5]\n%3 = Transpose(%2) {perm=[1,0]} : f32[5,4]\nreturn %2, %3\n";
     expand_that_does_nothing: "%0 = Input() {name=\"x\"} : f32[2,3]\n%1 = Expand(%0) {shape=[2,3]} : f32[2,3]\n%2 = Exp(%1) : f32[2,3]\nreturn %2\n";
     pow_two_and_one: "%0 = Input() {name=\"x\"} : f32[3]\n%1 = Constant() {value=[2.0]} : f32[]\n%2 = Pow(%0, %1) : f32[3]\n%3 = Constant() {value=[1.0]} : f32[]\n%4 = Pow(%2, %3) : f32[3]\nreturn %4\n";
     common_subexpressions: "%0 = Input() {name=\"x\"} : f32[3]\n%1 = Exp(%0) : f32[3]\n%2 = Exp(%0) : f32[3]\n%3 = Constant() {value=[2.0]} : f32[]\n%4 = Constant() {value=[2.0]} : f32[]\n%5 = Mul(%1, %3) : f32[3]\n%6 = Mul(%2, %4) : f32[3]\n%7 = Add(%5, %6) : f32[3]\nreturn %7\n";
