@@ -5,7 +5,7 @@ use crate::npy::Array;
 use crate::workloads::*;
 use kiln::autograd::{grad, GradOptions};
 use kiln::nn::functional::{cross_entropy, layer_norm, linear};
-use kiln::{no_grad, Tensor};
+use kiln::{no_grad, realize, Tensor};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -27,28 +27,6 @@ fn named(v: Vec<(&str, Tensor)>) -> Vec<(String, Tensor)> {
 
 fn missing_grad(what: &str) -> crate::measure::Error {
     format!("{what}.grad is None after backward").into()
-}
-
-/// Makes sure the pending values of `ts` are computed, without copying them out.
-///
-/// kiln has no public `realize()` yet (requested in the bench report). Reading one element while
-/// the tensors are held computes them too: a realization stores every pending value that a
-/// tensor still holds (`lower` in frontend/src/expr.rs), and the one-element reads are a single
-/// extra scalar output of the same graph.
-fn realize(ts: &[&Tensor]) -> Res<()> {
-    let _g = no_grad();
-    let mut acc: Option<Tensor> = None;
-    for t in ts {
-        let first = t.reshape(&[-1])?.get(&[0])?;
-        acc = Some(match acc {
-            None => first,
-            Some(a) => a.add(&first)?,
-        });
-    }
-    if let Some(a) = acc {
-        a.item()?;
-    }
-    Ok(())
 }
 
 pub fn prepare(w: &str, inp: &BTreeMap<String, Array>) -> Res<Prepared<Tensor>> {

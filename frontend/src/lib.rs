@@ -42,5 +42,5 @@ pub use kiln_codegen::{jit_stats, CacheStats};
 pub use kiln_ir::DType;
 pub use ops::record::apply_op;
 pub use random::manual_seed;
-pub use tensor::Tensor;
+pub use tensor::{realize, Tensor};
 pub use trace::trace;

@@ -216,3 +216,20 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Tensor>();
 };
+
+/// Computes the pending values of `tensors` now, together in one graph, without copying them
+/// out (what JAX's `block_until_ready` is for: timing, or ending a step's lazy work at a point
+/// of your choosing). Values already computed cost nothing.
+///
+/// ```
+/// use kiln_frontend::{realize, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// let (y, z) = (x.exp(), &x * 2.0);
+/// realize(&[&y, &z])?;
+/// assert_eq!(z.to_vec_f32()?, vec![2.0, 4.0]);
+/// # Ok::<(), kiln_frontend::Error>(())
+/// ```
+pub fn realize(tensors: &[&Tensor]) -> Result<()> {
+    let exprs: Vec<Arc<Expr>> = tensors.iter().map(|t| t.expr()).collect();
+    crate::expr::realize(&exprs)
+}
