@@ -4,16 +4,19 @@
 //! `FunctionBuilder::finalize`); everything version-specific lives here so that an upgrade touches
 //! one file. The crates are pinned to `=0.135.8` (0.137 needs a newer rustc than this machine's).
 //!
-//! [`Jit`] owns a `JITModule` while functions are being defined; [`Jit::finish`] finalizes the
-//! module and returns [`Code`], which keeps the executable memory alive and frees it on drop.
+//! [`Jit`] owns a `JITModule` while functions are being defined; [`Jit::finish`] compiles them
+//! (in parallel over kiln's pool: Cranelift compiles one function per `Context`, and only
+//! placing the machine code needs the module), finalizes the module and returns [`Code`], which
+//! keeps the executable memory alive and frees it on drop.
 
 use super::{CpuError, Result};
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{types, AbiParam, Endianness, Function, MemFlagsData, Signature, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module, ModuleReloc};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -39,17 +42,33 @@ pub(crate) fn little() -> MemFlagsData {
 /// A Cranelift JIT module being filled with kernels.
 pub(crate) struct Jit {
     module: JITModule,
-    ctx: Context,
     fctx: FunctionBuilderContext,
+    /// Functions built by `define_kernel`, compiled together by `finish`, with their build time.
+    built: Vec<(FuncId, Function, Duration)>,
 }
 
-/// One defined function: its id, CLIF text and compile time.
+/// One defined (built, not yet compiled) function: its id and CLIF text.
 pub(crate) struct Defined {
     pub id: FuncId,
     pub clif: String,
+}
+
+/// One compiled function.
+pub(crate) struct Compiled {
+    pub f: KernelFn,
     /// Machine code listing, when `KILN_CPU_DISASM` is set.
     pub disasm: Option<String>,
+    /// Building plus compiling.
     pub compile_time: Duration,
+}
+
+/// Cranelift's output for one function, before it is placed in the module.
+struct MachineCode {
+    bytes: Vec<u8>,
+    alignment: u64,
+    relocs: Vec<ModuleReloc>,
+    disasm: Option<String>,
+    time: Duration,
 }
 
 impl Jit {
@@ -74,8 +93,7 @@ impl Jit {
             jb.symbol(name, ptr);
         }
         let module = JITModule::new(jb);
-        let ctx = module.make_context();
-        Ok(Jit { module, ctx, fctx: FunctionBuilderContext::new() })
+        Ok(Jit { module, fctx: FunctionBuilderContext::new(), built: vec![] })
     }
 
     /// The signature of [`KernelFn`].
@@ -108,8 +126,8 @@ impl Jit {
 
     /// Defines one kernel function named `name`. `build` receives a builder positioned in the
     /// entry block (whose params are `slots, begin, end`) and the module (for imports); it must
-    /// terminate every block it creates. Returns the id, the CLIF text (before optimisation) and
-    /// the time spent building plus compiling.
+    /// terminate every block it creates. Returns the id and the CLIF text (before optimisation);
+    /// the function is compiled by [`Jit::finish`].
     pub(crate) fn define_kernel(
         &mut self,
         name: &str,
@@ -121,11 +139,9 @@ impl Jit {
             .module
             .declare_function(name, Linkage::Local, &sig)
             .map_err(|e| CpuError::Jit(format!("declare {name}: {e}")))?;
-        self.module.clear_context(&mut self.ctx);
-        self.ctx.func.signature = sig;
-        self.ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let mut func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
         {
-            let mut b = FunctionBuilder::new(&mut self.ctx.func, &mut self.fctx);
+            let mut b = FunctionBuilder::new(&mut func, &mut self.fctx);
             let entry = b.create_block();
             b.append_block_params_for_function_params(entry);
             b.switch_to_block(entry);
@@ -136,21 +152,39 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(self.module.target_config());
         }
-        let clif = self.ctx.func.display().to_string();
-        self.ctx.set_disasm(std::env::var_os("KILN_CPU_DISASM").is_some());
-        self.module.define_function(id, &mut self.ctx).map_err(|e| {
-            let detail = match &e {
-                cranelift_module::ModuleError::Compilation(ce) => format!("{ce:?}"),
-                other => other.to_string(),
-            };
-            CpuError::Jit(format!("compiling kernel {name}: {detail}\n{clif}"))
-        })?;
-        let disasm = self.ctx.compiled_code().and_then(|c| c.vcode.clone());
-        Ok(Defined { id, clif, disasm, compile_time: t0.elapsed() })
+        let clif = func.display().to_string();
+        self.built.push((id, func, t0.elapsed()));
+        Ok(Defined { id, clif })
     }
 
-    /// Finalizes every defined function and returns the code with the entry points of `ids`.
-    pub(crate) fn finish(mut self, ids: &[FuncId]) -> Result<(Code, Vec<KernelFn>)> {
+    /// Compiles every defined function (in parallel over the pool), finalizes the module and
+    /// returns the code with the entry points of `ids`.
+    pub(crate) fn finish(mut self, ids: &[FuncId]) -> Result<(Code, Vec<Compiled>)> {
+        let built = std::mem::take(&mut self.built);
+        let want_disasm = std::env::var_os("KILN_CPU_DISASM").is_some();
+        let results: Vec<Mutex<Option<Result<MachineCode>>>> =
+            built.iter().map(|_| Mutex::new(None)).collect();
+        {
+            let isa = self.module.isa();
+            let compile_one = |i: usize| {
+                let (id, func, build_time) = &built[i];
+                let r = compile(isa, *id, func.clone(), want_disasm).map(|mut m| {
+                    m.time += *build_time;
+                    m
+                });
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            };
+            super::pool::run(built.len(), &compile_one);
+        }
+        let mut compiled = std::collections::HashMap::new();
+        for ((id, _, _), r) in built.iter().zip(results) {
+            let m =
+                r.into_inner().unwrap_or_else(|p| p.into_inner()).expect("every function was compiled")?;
+            self.module
+                .define_function_bytes(*id, m.alignment, &m.bytes, &m.relocs)
+                .map_err(|e| CpuError::Jit(format!("placing kernel {id}: {e}")))?;
+            compiled.insert(*id, (m.disasm, m.time));
+        }
         self.module.finalize_definitions().map_err(|e| CpuError::Jit(format!("finalize: {e}")))?;
         let fns = ids
             .iter()
@@ -160,11 +194,37 @@ impl Jit {
                 // (pointer, i64, i64) -> i32 in the host's default calling convention, which is
                 // `extern "C"`; the code stays mapped as long as the returned `Code` lives, and
                 // every holder of these pointers keeps that `Code` alive (see `CpuExecutable`).
-                unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+                let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(p) };
+                let (disasm, compile_time) = compiled.remove(&id).unwrap_or_default();
+                Compiled { f, disasm, compile_time }
             })
             .collect();
         Ok((Code { module: Mutex::new(Some(self.module)) }, fns))
     }
+}
+
+/// Compiles one built function to machine code for `isa` (what `JITModule::define_function`
+/// does, without placing the code), so that functions can be compiled on several threads.
+fn compile(
+    isa: &dyn cranelift_codegen::isa::TargetIsa,
+    id: FuncId,
+    func: Function,
+    disasm: bool,
+) -> Result<MachineCode> {
+    let t0 = Instant::now();
+    let mut ctx = Context::for_function(func);
+    ctx.set_disasm(disasm);
+    ctx.compile(isa, &mut ControlPlane::default())
+        .map_err(|e| CpuError::Jit(format!("compiling kernel {id}: {:?}\n{}", e.inner, e.func.display())))?;
+    let code = ctx.compiled_code().expect("compiled just now");
+    let alignment = (code.buffer.alignment as u64)
+        .max(isa.function_alignment().minimum as u64)
+        .max(isa.symbol_alignment());
+    let bytes = code.code_buffer().to_vec();
+    let disasm = code.vcode.clone();
+    let relocs =
+        code.buffer.relocs().iter().map(|r| ModuleReloc::from_mach_reloc(r, &ctx.func, id)).collect();
+    Ok(MachineCode { bytes, alignment, relocs, disasm, time: t0.elapsed() })
 }
 
 /// Finalized machine code. Dropping it unmaps the code, so it must outlive every [`KernelFn`]

@@ -597,7 +597,7 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
     let mut launches = vec![];
     let mut scratch_sizes: Vec<usize> = vec![];
     let mut table_slots: Vec<(Vec<Slot>, usize)> = vec![];
-    let mut pending: Vec<(usize, usize, cranelift_module::FuncId)> = vec![]; // (launch, pass, id)
+    let mut pending: Vec<(usize, usize, cranelift_module::FuncId, String)> = vec![]; // (launch, pass, id, name)
     let mut clif = vec![];
     let mut disasm = vec![];
     let mut kstats = vec![];
@@ -725,12 +725,8 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
                         emit::emit_kernel(b, module, params, &lk)
                     })?;
                     clif.push((name.clone(), def.clif));
-                    if let Some(d) = def.disasm {
-                        disasm.push((name.clone(), d));
-                    }
-                    kstats.push((name, def.compile_time));
                     table_slots.push((slots.clone(), li));
-                    pending.push((li, metas.len(), def.id));
+                    pending.push((li, metas.len(), def.id, name));
                     metas.push((lk.units, lk.unit_work, parallel, table_slots.len() - 1));
                 }
                 pass_meta.push(metas);
@@ -779,7 +775,12 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
     }
     let ids: Vec<_> = pending.iter().map(|p| p.2).collect();
     let (code, fns) = jit.finish(&ids)?;
-    for ((li, pi, _), f) in pending.iter().zip(fns) {
+    for ((li, pi, _, name), c) in pending.iter().zip(fns) {
+        if let Some(d) = c.disasm {
+            disasm.push((name.clone(), d));
+        }
+        kstats.push((name.clone(), c.compile_time));
+        let f = c.f;
         let (units, unit_work, parallel, table) = pass_meta[*li][*pi];
         if let Work::Kernel(passes) = &mut launches[*li].work {
             passes.push(Pass { f, units, unit_work, parallel, table });
