@@ -84,16 +84,18 @@ fn batched_with_broadcast_batches() {
 
 #[test]
 fn reversed_and_offset_operands() {
-    // a read backwards along k from an offset, b from a larger buffer with a row stride.
-    let (m, k, n) = (6, 9, 5);
-    let mut sb = Sb::new();
-    let a = sb.input(DType::F64, m * k + 3);
-    let b = sb.input(DType::F64, k * 2 * n);
-    let o = sb.computed(DType::F64, m * n);
-    let aa = acc(3 + k as i64 - 1, &[k as i64, -1]);
-    let ba = acc(1, &[2 * n as i64, 2]);
-    sb.matmul(matmul("rev", DType::F64, &[], (m, k, n), (a, aa), (b, ba), o)).output(o, &[m, n]);
-    check_with(&sb.s, &random_inputs(&sb.s, 4), 1e-12, 1e-12);
+    // a read backwards along k from an offset, b from a larger buffer with a row stride; the
+    // small product runs as a plain loop, the large one through gemm (negative strides too).
+    for (m, k, n) in [(6, 9, 5), (40, 70, 30)] {
+        let mut sb = Sb::new();
+        let a = sb.input(DType::F64, m * k + 3);
+        let b = sb.input(DType::F64, k * 2 * n);
+        let o = sb.computed(DType::F64, m * n);
+        let aa = acc(3 + k as i64 - 1, &[k as i64, -1]);
+        let ba = acc(1, &[2 * n as i64, 2]);
+        sb.matmul(matmul("rev", DType::F64, &[], (m, k, n), (a, aa), (b, ba), o)).output(o, &[m, n]);
+        check_with(&sb.s, &random_inputs(&sb.s, 4), 1e-12, 1e-12);
+    }
 }
 
 #[test]
