@@ -72,14 +72,20 @@ struct MachineCode {
 }
 
 impl Jit {
-    /// A module for the host ISA (features detected by `cranelift_native`), optimising for speed,
-    /// with the helper symbols kernels may call registered.
+    /// A module for the host ISA (features detected by `cranelift_native`), with the helper
+    /// symbols kernels may call registered.
     pub(crate) fn new() -> Result<Jit> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
             f.set(k, v).map_err(|e| CpuError::Jit(format!("cranelift flag {k}={v}: {e}")))
         };
-        set(&mut flags, "opt_level", "speed")?;
+        // `emit` already produces optimised IR (constants hoisted, values computed once, vector
+        // pieces), so Cranelift's mid-end (e-graph rewrites, GVN, LICM) finds nothing to improve:
+        // measured with callgrind, the MLP step and layer-norm + gelu schedules ran the same
+        // instruction counts per call (378 M, 737 M; W1 227 M) with opt_level "speed" and "none", and
+        // compiling them took 13-15 % fewer instructions with "none". Register allocation and
+        // instruction selection are the same at both levels.
+        set(&mut flags, "opt_level", "none")?;
         set(&mut flags, "use_colocated_libcalls", "false")?;
         set(&mut flags, "is_pic", "false")?;
         set(&mut flags, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
