@@ -76,7 +76,7 @@ impl Jit {
         let opts = PipelineOptions::from_env();
         let compiled = pipeline::compile(g, &opts).map_err(pass_error)?;
         let t = Instant::now();
-        let exe = cpu::compile(&compiled.schedule)?;
+        let exe = cpu::compile_with(&compiled.schedule, opts.dump_dir.is_some())?;
         if let Some(dir) = &opts.dump_dir {
             let clif = exe.clif();
             let mut text =

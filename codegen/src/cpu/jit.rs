@@ -45,12 +45,14 @@ pub(crate) struct Jit {
     fctx: FunctionBuilderContext,
     /// Functions built by `define_kernel`, compiled together by `finish`, with their build time.
     built: Vec<(FuncId, Function, Duration)>,
+    /// Render each function's CLIF text.
+    keep_clif: bool,
 }
 
-/// One defined (built, not yet compiled) function: its id and CLIF text.
+/// One defined (built, not yet compiled) function: its id and CLIF text (if kept).
 pub(crate) struct Defined {
     pub id: FuncId,
-    pub clif: String,
+    pub clif: Option<String>,
 }
 
 /// One compiled function.
@@ -73,8 +75,8 @@ struct MachineCode {
 
 impl Jit {
     /// A module for the host ISA (features detected by `cranelift_native`), with the helper
-    /// symbols kernels may call registered.
-    pub(crate) fn new() -> Result<Jit> {
+    /// symbols kernels may call registered; `keep_clif` renders each function's CLIF text.
+    pub(crate) fn new(keep_clif: bool) -> Result<Jit> {
         let mut flags = settings::builder();
         let set = |f: &mut settings::Builder, k: &str, v: &str| {
             f.set(k, v).map_err(|e| CpuError::Jit(format!("cranelift flag {k}={v}: {e}")))
@@ -99,7 +101,7 @@ impl Jit {
             jb.symbol(name, ptr);
         }
         let module = JITModule::new(jb);
-        Ok(Jit { module, fctx: FunctionBuilderContext::new(), built: vec![] })
+        Ok(Jit { module, fctx: FunctionBuilderContext::new(), built: vec![], keep_clif })
     }
 
     /// The signature of [`KernelFn`].
@@ -132,7 +134,7 @@ impl Jit {
 
     /// Defines one kernel function named `name`. `build` receives a builder positioned in the
     /// entry block (whose params are `slots, begin, end`) and the module (for imports); it must
-    /// terminate every block it creates. Returns the id and the CLIF text (before optimisation);
+    /// terminate every block it creates. Returns the id and the CLIF text (if kept);
     /// the function is compiled by [`Jit::finish`].
     pub(crate) fn define_kernel(
         &mut self,
@@ -158,7 +160,7 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(self.module.target_config());
         }
-        let clif = func.display().to_string();
+        let clif = self.keep_clif.then(|| func.display().to_string());
         self.built.push((id, func, t0.elapsed()));
         Ok(Defined { id, clif })
     }

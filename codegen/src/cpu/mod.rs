@@ -425,8 +425,14 @@ fn store_shape(k: &Kernel, value: usize) -> Vec<usize> {
     }
 }
 
-/// Compiles `schedule` for this CPU.
+/// Compiles `schedule` for this CPU, keeping each kernel's CLIF text ([`CpuExecutable::clif`]).
 pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
+    compile_with(schedule, true)
+}
+
+/// [`compile`], keeping the CLIF text only if `keep_clif` (rendering it is about a quarter of the
+/// instructions code generation takes, so the compile cache asks for it only while dumping).
+pub fn compile_with(schedule: &Schedule, keep_clif: bool) -> Result<CpuExecutable> {
     let t0 = Instant::now();
     schedule.verify().map_err(|e| CpuError::Schedule(e.to_string()))?;
     let split = split::split_kernels(schedule, pool::threads());
@@ -593,7 +599,7 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
         .collect();
 
     // Plan and compile every step.
-    let mut jit = Jit::new()?;
+    let mut jit = Jit::new(keep_clif)?;
     let mut launches = vec![];
     let mut scratch_sizes: Vec<usize> = vec![];
     let mut table_slots: Vec<(Vec<Slot>, usize)> = vec![];
@@ -724,7 +730,9 @@ pub fn compile(schedule: &Schedule) -> Result<CpuExecutable> {
                     let def = jit.define_kernel(&fname, |b, module, params| {
                         emit::emit_kernel(b, module, params, &lk)
                     })?;
-                    clif.push((name.clone(), def.clif));
+                    if let Some(text) = def.clif {
+                        clif.push((name.clone(), text));
+                    }
                     table_slots.push((slots.clone(), li));
                     pending.push((li, metas.len(), def.id, name));
                     metas.push((lk.units, lk.unit_work, parallel, table_slots.len() - 1));
@@ -853,7 +861,8 @@ fn check_outer_stores(s: &Schedule, k: &Kernel) -> Result<()> {
 // ----- run --------------------------------------------------------------------------------------
 
 impl CpuExecutable {
-    /// The CLIF text of every compiled kernel function, as `(kernel name, CLIF)`, in launch order.
+    /// The CLIF text of every compiled kernel function, as `(kernel name, CLIF)`, in launch order
+    /// (empty when compiled by [`compile_with`] without it).
     pub fn clif(&self) -> Vec<(String, String)> {
         self.clif.clone()
     }
