@@ -183,9 +183,11 @@ impl Tensor {
         if self.dim() == 0 {
             return s;
         }
-        let e =
-            crate::expr::Expr::apply(kiln_ir::Op::Expand { shape: self.shape().to_vec() }, vec![s.expr()])
-                .expect("a scalar expands to any shape");
+        let e = crate::expr::Expr::apply(
+            kiln_ir::Op::Expand { shape: self.shape().to_vec() },
+            smallvec::smallvec![s.expr()],
+        )
+        .expect("a scalar expands to any shape");
         Tensor::from_expr(e)
     }
 

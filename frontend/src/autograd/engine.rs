@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::expr;
 use crate::expr::FastMap;
 use crate::tensor::Tensor;
+use smallvec::SmallVec;
+use std::cell::RefCell;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
@@ -35,36 +37,91 @@ fn key(n: &Arc<Node>) -> Key {
     Arc::as_ptr(n)
 }
 
+/// The gradients of one node's outputs (or of its inputs, coming back from its backward):
+/// inline for the usual one or two.
+pub(crate) type Grads = SmallVec<[Option<Tensor>; 2]>;
+
+/// The engine's working lists, reused from one pass to the next on a thread (a small training
+/// step runs a backward every step; allocating these each time showed in profiles). A pass
+/// started inside another (a hook or a custom function calling `backward`) gets fresh ones.
+#[derive(Default)]
+struct Scratch {
+    /// Nodes are numbered in discovery order; everything indexes by that number.
+    index: FastMap<Key, usize>,
+    nodes: Vec<Arc<Node>>,
+    /// Per node: edges leading into it not yet processed.
+    remaining: Vec<usize>,
+    stack: Vec<usize>,
+    order: Vec<usize>,
+    ready: BinaryHeap<(u64, usize)>,
+    needed: Vec<bool>,
+    buffers: Vec<Option<Grads>>,
+}
+
+impl Scratch {
+    /// The node's number, and whether it was seen for the first time.
+    fn visit(&mut self, n: &Arc<Node>) -> (usize, bool) {
+        let next = self.nodes.len();
+        let i = *self.index.entry(key(n)).or_insert(next);
+        if i == next {
+            self.nodes.push(n.clone());
+            self.remaining.push(0);
+        }
+        (i, i == next)
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.nodes.clear();
+        self.remaining.clear();
+        self.stack.clear();
+        self.order.clear();
+        self.ready.clear();
+        self.needed.clear();
+        self.buffers.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
 /// Runs a backward pass. Returns the captured gradients (empty without `capture`).
 pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
+    let mut s = SCRATCH.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take())).unwrap_or_default();
+    let res = run_with(&mut s, req);
+    s.clear();
+    SCRATCH.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            *c = Some(s);
+        }
+    });
+    res
+}
+
+fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
     let _mode = set_grad_enabled(req.create_graph);
 
-    // Discover the graph and count, for every node, the edges that lead into it. Nodes are
-    // numbered in discovery order; everything below indexes by that number.
-    let mut graph = Discovered::default();
-    let mut stack: Vec<usize> = Vec::new();
+    // Discover the graph and count, for every node, the edges that lead into it.
     for (e, _) in &req.roots {
-        let (i, new) = graph.visit(&e.node);
+        let (i, new) = s.visit(&e.node);
         if new {
-            stack.push(i);
+            s.stack.push(i);
         }
     }
-    while let Some(i) = stack.pop() {
-        let n = graph.nodes[i].clone();
+    while let Some(i) = s.stack.pop() {
+        let n = s.nodes[i].clone();
         for e in n.next.iter().flatten() {
-            let (j, new) = graph.visit(&e.node);
-            graph.deps[j] += 1;
+            let (j, new) = s.visit(&e.node);
+            s.remaining[j] += 1;
             if new {
-                stack.push(j);
+                s.stack.push(j);
             }
         }
     }
-    let Discovered { index, nodes, deps } = graph;
+    let Scratch { index, nodes, remaining, order, ready, needed, buffers, .. } = s;
 
     // Execution order: ready nodes, newest first.
-    let mut order: Vec<usize> = Vec::with_capacity(nodes.len());
-    let mut remaining = deps;
-    let mut ready: BinaryHeap<(u64, usize)> = BinaryHeap::new();
     for (i, n) in nodes.iter().enumerate() {
         if remaining[i] == 0 {
             ready.push((n.seq, i));
@@ -82,35 +139,34 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     }
 
     // With `capture`, only nodes on a path to a captured edge run.
-    let needed: Option<Vec<bool>> = req.capture.as_ref().map(|caps| {
-        let mut need = vec![false; nodes.len()];
+    if let Some(caps) = &req.capture {
+        needed.resize(nodes.len(), false);
         for &i in order.iter().rev() {
             let n = &nodes[i];
             let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, n));
-            let feeds = n.next.iter().flatten().any(|e| need[index[&key(&e.node)]]);
-            need[i] = is_target || feeds;
+            let feeds = n.next.iter().flatten().any(|e| needed[index[&key(&e.node)]]);
+            needed[i] = is_target || feeds;
         }
-        need
-    });
+    }
 
-    let mut buffers: Vec<Option<Vec<Option<Tensor>>>> = vec![None; nodes.len()];
+    buffers.resize(nodes.len(), None);
     for (e, g) in req.roots {
         add_grad(&mut buffers[index[&key(&e.node)]], &e, g)?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
     let mut to_realize: Vec<Tensor> = Vec::new();
 
-    for &i in &order {
+    for &i in order.iter() {
         let node = &nodes[i];
         let Some(mut buf) = buffers[i].take() else { continue };
-        if let Some(need) = &needed {
-            if !need[i] {
-                continue;
-            }
+        if req.capture.is_some() && !needed[i] {
+            continue;
         }
         // Tensor hooks, then retain_grad, then capture (PyTorch's order).
         let hook_lists: Vec<(usize, HookList)> = match &node.kind {
-            Kind::Accumulate(leaf) => vec![(0, Tensor(leaf.clone()).meta().hooks.clone())],
+            Kind::Accumulate(leaf) => {
+                Tensor(leaf.clone()).meta().hooks.iter().map(|l| (0, l.clone())).collect()
+            }
             _ => node.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         for (nr, list) in hook_lists {
@@ -156,10 +212,10 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
                         to_realize.push(leaf);
                     }
                 }
-                Vec::new()
+                Grads::new()
             }
             Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
-            Kind::Custom(state) => state.backward(node, &buf)?,
+            Kind::Custom(state) => state.backward(node, &buf)?.into(),
         };
         for (e, g) in node.next.iter().zip(outs) {
             if let (Some(e), Some(g)) = (e, g) {
@@ -172,7 +228,7 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     }
 
     // One realization for everything this pass produced.
-    let mut exprs = Vec::new();
+    let mut exprs: SmallVec<[Arc<crate::expr::Expr>; 4]> = SmallVec::new();
     for t in &to_realize {
         if let Some(g) = t.meta().grad.clone() {
             exprs.push(g.expr());
@@ -184,30 +240,8 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     Ok(captured)
 }
 
-/// The backward graph reachable from the roots.
-#[derive(Default)]
-struct Discovered {
-    index: FastMap<Key, usize>,
-    nodes: Vec<Arc<Node>>,
-    /// Per node: how many edges lead into it.
-    deps: Vec<usize>,
-}
-
-impl Discovered {
-    /// The node's number, and whether it was seen for the first time.
-    fn visit(&mut self, n: &Arc<Node>) -> (usize, bool) {
-        let next = self.nodes.len();
-        let i = *self.index.entry(key(n)).or_insert(next);
-        if i == next {
-            self.nodes.push(n.clone());
-            self.deps.push(0);
-        }
-        (i, i == next)
-    }
-}
-
-fn add_grad(buf: &mut Option<Vec<Option<Tensor>>>, e: &Edge, g: Tensor) -> Result<()> {
-    let buf = buf.get_or_insert_with(|| vec![None; e.node.outputs.len()]);
+fn add_grad(buf: &mut Option<Grads>, e: &Edge, g: Tensor) -> Result<()> {
+    let buf = buf.get_or_insert_with(|| smallvec::smallvec![None; e.node.outputs.len()]);
     let slot = &mut buf[e.input_nr];
     *slot = Some(match slot.take() {
         None => g,
@@ -230,7 +264,7 @@ pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
         Some(old) => {
             let sum = crate::expr::Expr::apply(
                 kiln_ir::Op::Binary(kiln_ir::BinaryOp::Add),
-                vec![old.expr(), g.expr()],
+                smallvec::smallvec![old.expr(), g.expr()],
             )
             .expect("a gradient has its tensor's shape");
             old.0.storage.set(sum);
@@ -244,35 +278,36 @@ fn apply_graph(
     node: &Arc<Node>,
     plan: &crate::autograd::plan::ReversePlan,
     buf: &[Option<Tensor>],
-) -> Result<Vec<Option<Tensor>>> {
+) -> Result<Grads> {
     let gy = match &buf[0] {
         Some(g) => g.clone(),
         None => {
             let (d, s) = &node.outputs[0];
-            Tensor::zeros_typed(s.dims(), *d)
+            Tensor::zeros_typed(s, *d)
         }
     };
-    let mut bound = plan.program.slots();
-    {
-        let saved = node.saved();
-        let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
-        if saved.released && uses_any {
-            return Err(Error::Autograd(RELEASED.into()));
-        }
-        for (i, n) in plan.inputs.iter().enumerate() {
-            if let (Some(n), true) = (n, plan.uses_input[i]) {
-                let s = saved.inputs[i].as_ref().expect("saved at record time");
-                bound[n.index()] = Some(s.unpack()?);
+    plan.program.with_slots(|bound| {
+        {
+            let saved = node.saved();
+            let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
+            if saved.released && uses_any {
+                return Err(Error::Autograd(RELEASED.into()));
+            }
+            for (i, n) in plan.inputs.iter().enumerate() {
+                if let (Some(n), true) = (n, plan.uses_input[i]) {
+                    let s = saved.inputs[i].as_ref().expect("saved at record time");
+                    bound[n.index()] = Some(s.unpack()?);
+                }
+            }
+            if plan.uses_result {
+                let r = saved.result.as_ref().expect("saved at record time");
+                bound[plan.output.index()] = Some(r.unpack(&node.name)?);
             }
         }
-        if plan.uses_result {
-            let r = saved.result.as_ref().expect("saved at record time");
-            bound[plan.output.index()] = Some(r.unpack(&node.name)?);
-        }
-    }
-    bound[plan.seed.index()] = Some(gy);
-    plan.program.run(&mut bound)?;
-    Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+        bound[plan.seed.index()] = Some(gy);
+        plan.program.run(bound)?;
+        Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+    })
 }
 
 fn release(node: &Node) {

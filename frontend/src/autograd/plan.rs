@@ -6,6 +6,13 @@
 use crate::error::Result;
 use crate::tensor::Tensor;
 use kiln_ir::{Graph, NodeId, Op, Shape};
+use smallvec::SmallVec;
+use std::cell::RefCell;
+
+thread_local! {
+    /// Spare slot lists for [`Program::with_slots`] (a stack: programs may run inside programs).
+    static SLOTS: RefCell<Vec<Vec<Option<Tensor>>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// The forward of one recorded op as a graph: an `Input` per tensor input (or an embedded
 /// `Constant` for constant operands, so rules such as `x.pow(2)` fold), and its output node.
@@ -97,9 +104,15 @@ impl Program {
         Program { steps, slots: g.node_bound() }
     }
 
-    /// Empty slots for [`Program::run`].
-    pub fn slots(&self) -> Vec<Option<Tensor>> {
-        vec![None; self.slots]
+    /// Calls `f` with empty slots for [`Program::run`], reused across calls on this thread (a
+    /// backward runs one program per node).
+    pub fn with_slots<R>(&self, f: impl FnOnce(&mut [Option<Tensor>]) -> R) -> R {
+        let mut v = SLOTS.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        v.resize(self.slots, None);
+        let r = f(&mut v);
+        v.clear();
+        SLOTS.with(|s| s.borrow_mut().push(v));
+        r
     }
 
     /// Runs the steps as tensor ops. `bound[node index]` holds the tensors given for the graph's
@@ -109,7 +122,7 @@ impl Program {
             let t = match &s.op {
                 Op::Constant(lit) => Tensor::constant(lit.clone(), s.shape.clone()),
                 op => {
-                    let mut refs: Vec<&Tensor> = Vec::with_capacity(s.operands.len());
+                    let mut refs: SmallVec<[&Tensor; 4]> = SmallVec::with_capacity(s.operands.len());
                     for &o in &s.operands {
                         refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
                     }
