@@ -6,12 +6,14 @@
 //! returned) are realized together at the end, so the whole backward is one graph for the
 //! compiler.
 
-use crate::autograd::mode::set_grad_enabled;
+use crate::autograd::mode::{is_grad_enabled, set_grad_enabled};
 use crate::autograd::node::{Edge, HookList, Kind, Node, RELEASED};
+use crate::autograd::plan::ReversePlan;
 use crate::error::{Error, Result};
 use crate::expr;
+use crate::expr::Expr;
 use crate::expr::FastMap;
-use crate::tensor::Tensor;
+use crate::tensor::{Meta, Tensor};
 use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
@@ -274,11 +276,9 @@ pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
     }
 }
 
-fn apply_graph(
-    node: &Arc<Node>,
-    plan: &crate::autograd::plan::ReversePlan,
-    buf: &[Option<Tensor>],
-) -> Result<Grads> {
+/// Runs a node's reverse program. Recorded (`create_graph`: grad mode is on) it replays tensor
+/// ops; otherwise it replays bare exprs and makes tensors only for the gradients it returns.
+fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Tensor>]) -> Result<Grads> {
     let gy = match &buf[0] {
         Some(g) => g.clone(),
         None => {
@@ -286,27 +286,82 @@ fn apply_graph(
             Tensor::zeros_typed(s, *d)
         }
     };
-    plan.program.with_slots(|bound| {
-        {
-            let saved = node.saved();
-            let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
-            if saved.released && uses_any {
-                return Err(Error::Autograd(RELEASED.into()));
-            }
-            for (i, n) in plan.inputs.iter().enumerate() {
-                if let (Some(n), true) = (n, plan.uses_input[i]) {
-                    let s = saved.inputs[i].as_ref().expect("saved at record time");
-                    bound[n.index()] = Some(s.unpack()?);
-                }
-            }
-            if plan.uses_result {
-                let r = saved.result.as_ref().expect("saved at record time");
-                bound[plan.output.index()] = Some(r.unpack(&node.name)?);
-            }
+    // The saved values, version-checked.
+    let mut inputs: SmallVec<[Option<Tensor>; 2]> = SmallVec::new();
+    let recorded = is_grad_enabled();
+    let (result_tensor, result_expr) = {
+        let saved = node.saved();
+        let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
+        if saved.released && uses_any {
+            return Err(Error::Autograd(RELEASED.into()));
         }
-        bound[plan.seed.index()] = Some(gy);
+        for (i, n) in plan.inputs.iter().enumerate() {
+            let used = n.is_some() && plan.uses_input[i];
+            let s = if used {
+                Some(saved.inputs[i].as_ref().expect("saved at record time").unpack()?)
+            } else {
+                None
+            };
+            inputs.push(s);
+        }
+        match &saved.result {
+            Some(r) if plan.uses_result && recorded => (Some(r.unpack(&node.name)?), None),
+            Some(r) if plan.uses_result => (None, Some(r.unpack_expr(&node.name)?)),
+            _ => (None, None),
+        }
+    };
+    let bound_nodes =
+        plan.inputs.iter().zip(&inputs).filter_map(|(n, t)| Some((n.as_ref()?.index(), t.as_ref()?)));
+    if recorded {
+        return plan.program.with_slots(|bound: &mut [Option<Tensor>]| {
+            for (n, t) in bound_nodes {
+                bound[n] = Some(t.clone());
+            }
+            if let Some(r) = result_tensor {
+                bound[plan.output.index()] = Some(r);
+            }
+            bound[plan.seed.index()] = Some(gy);
+            plan.program.run(bound)?;
+            Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+        });
+    }
+    plan.program.with_slots(|bound: &mut [Option<Arc<Expr>>]| {
+        for (n, t) in bound_nodes.clone() {
+            bound[n] = Some(t.expr());
+        }
+        if let Some(r) = &result_expr {
+            bound[plan.output.index()] = Some(r.clone());
+        }
+        bound[plan.seed.index()] = Some(gy.expr());
         plan.program.run(bound)?;
-        Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+        // A gradient that is a bound value is that tensor (as the tensor replay would give);
+        // a replayed one becomes a new tensor, flagged as a view if a view op made it.
+        let mut grads = Grads::new();
+        for g in &plan.grads {
+            let Some(n) = *g else {
+                grads.push(None);
+                continue;
+            };
+            let i = n.index();
+            let t = if i == plan.seed.index() {
+                gy.clone()
+            } else if let Some((_, t)) = bound_nodes.clone().find(|(b, _)| *b == i) {
+                t.clone()
+            } else if i == plan.output.index() && result_expr.is_some() {
+                let saved = node.saved();
+                saved.result.as_ref().expect("saved at record time").unpack(&node.name)?
+            } else {
+                match &bound[i] {
+                    Some(e) => Tensor::build(e.clone(), Meta::default(), plan.program.is_view(i)),
+                    None => {
+                        grads.push(None);
+                        continue;
+                    }
+                }
+            };
+            grads.push(Some(t));
+        }
+        Ok(grads)
     })
 }
 

@@ -131,12 +131,18 @@ impl SavedTensor {
 
 impl SavedResult {
     pub fn unpack(&self, owner: &str) -> Result<Tensor> {
+        let expr = self.unpack_expr(owner)?;
+        let meta = Meta { grad_fn: self.node.upgrade(), ..Meta::default() };
+        Ok(Tensor::build(expr, meta, false))
+    }
+
+    /// The saved value alone (version-checked), for a backward that is not recorded.
+    pub fn unpack_expr(&self, owner: &str) -> Result<Arc<Expr>> {
         let now = self.version_counter.load(Ordering::SeqCst);
         if now != self.version {
             return Err(modified(self.expr.shape.dims(), self.expr.dtype, now, self.version, Some(owner)));
         }
-        let meta = Meta { grad_fn: self.node.upgrade(), ..Meta::default() };
-        Ok(Tensor::build(self.expr.clone(), meta, false))
+        Ok(self.expr.clone())
     }
 }
 

@@ -4,15 +4,14 @@
 //! recorded again for higher-order gradients.
 
 use crate::error::Result;
+use crate::expr::Expr;
 use crate::tensor::Tensor;
+use kiln_ir::Literal;
 use kiln_ir::{Graph, NodeId, Op, Shape};
 use smallvec::SmallVec;
 use std::cell::RefCell;
-
-thread_local! {
-    /// Spare slot lists for [`Program::with_slots`] (a stack: programs may run inside programs).
-    static SLOTS: RefCell<Vec<Vec<Option<Tensor>>>> = const { RefCell::new(Vec::new()) };
-}
+use std::sync::Arc;
+use std::thread::LocalKey;
 
 /// The forward of one recorded op as a graph: an `Input` per tensor input (or an embedded
 /// `Constant` for constant operands, so rules such as `x.pow(2)` fold), and its output node.
@@ -106,32 +105,77 @@ impl Program {
 
     /// Calls `f` with empty slots for [`Program::run`], reused across calls on this thread (a
     /// backward runs one program per node).
-    pub fn with_slots<R>(&self, f: impl FnOnce(&mut [Option<Tensor>]) -> R) -> R {
-        let mut v = SLOTS.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    pub fn with_slots<T: Replay, R>(&self, f: impl FnOnce(&mut [Option<T>]) -> R) -> R {
+        let mut v = T::spare().with(|s| s.borrow_mut().pop()).unwrap_or_default();
         v.resize(self.slots, None);
         let r = f(&mut v);
         v.clear();
-        SLOTS.with(|s| s.borrow_mut().push(v));
+        T::spare().with(|s| s.borrow_mut().push(v));
         r
     }
 
-    /// Runs the steps as tensor ops. `bound[node index]` holds the tensors given for the graph's
-    /// inputs; every replayed node is stored there too. Ops record gradients iff grad mode is on.
-    pub fn run(&self, bound: &mut [Option<Tensor>]) -> Result<()> {
+    /// Runs the steps. `bound[node index]` holds the values given for the graph's inputs; every
+    /// replayed node is stored there too. On tensors, ops record gradients iff grad mode is on;
+    /// on exprs nothing is recorded.
+    pub fn run<T: Replay>(&self, bound: &mut [Option<T>]) -> Result<()> {
         for s in &self.steps {
             let t = match &s.op {
-                Op::Constant(lit) => Tensor::constant(lit.clone(), s.shape.clone()),
+                Op::Constant(lit) => T::constant(lit.clone(), s.shape.clone()),
                 op => {
-                    let mut refs: SmallVec<[&Tensor; 4]> = SmallVec::with_capacity(s.operands.len());
+                    let mut refs: SmallVec<[&T; 4]> = SmallVec::with_capacity(s.operands.len());
                     for &o in &s.operands {
                         refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
                     }
-                    crate::ops::record::apply_op(op, &refs)?
+                    T::apply(op, &refs)?
                 }
             };
             bound[s.node] = Some(t);
         }
         Ok(())
+    }
+
+    /// Whether node `n` is replayed by a view op (its tensor is then flagged as a view, as the
+    /// tensor op would have made it).
+    pub fn is_view(&self, n: usize) -> bool {
+        self.steps.iter().any(|s| s.node == n && crate::ops::record::is_view_op(&s.op))
+    }
+}
+
+/// What a program can be replayed on: tensors (recorded under grad mode, for higher-order
+/// gradients) or bare exprs (a backward that is not recorded needs no tensor per intermediate).
+pub(crate) trait Replay: Clone + Sized + 'static {
+    fn constant(lit: Literal, shape: Shape) -> Self;
+    fn apply(op: &Op, operands: &[&Self]) -> Result<Self>;
+    /// Spare slot lists for [`Program::with_slots`] (a stack: programs may run inside programs).
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Self>>>>>;
+}
+
+thread_local! {
+    static TENSOR_SLOTS: RefCell<Vec<Vec<Option<Tensor>>>> = const { RefCell::new(Vec::new()) };
+    static EXPR_SLOTS: RefCell<Vec<Vec<Option<Arc<Expr>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Replay for Tensor {
+    fn constant(lit: Literal, shape: Shape) -> Tensor {
+        Tensor::constant(lit, shape)
+    }
+    fn apply(op: &Op, operands: &[&Tensor]) -> Result<Tensor> {
+        crate::ops::record::apply_op(op, operands)
+    }
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Tensor>>>>> {
+        &TENSOR_SLOTS
+    }
+}
+
+impl Replay for Arc<Expr> {
+    fn constant(lit: Literal, shape: Shape) -> Arc<Expr> {
+        Expr::constant(lit, shape)
+    }
+    fn apply(op: &Op, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
+        Expr::apply(op.clone(), operands.iter().map(|&e| e.clone()).collect())
+    }
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Arc<Expr>>>>>> {
+        &EXPR_SLOTS
     }
 }
 

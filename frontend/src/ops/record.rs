@@ -24,7 +24,7 @@ fn records(inputs: &[&Tensor], out_is_float: bool) -> bool {
     out_is_float && is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
 }
 
-fn is_view_op(op: &Op) -> bool {
+pub(crate) fn is_view_op(op: &Op) -> bool {
     matches!(op, Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. })
 }
 
