@@ -50,12 +50,24 @@ impl Expr {
 
     /// A pending op whose result type was already inferred by the caller.
     pub fn pending(op: Op, inputs: Operands, dtype: DType, shape: Shape) -> Arc<Expr> {
+        let op_hash = Expr::op_hash(&op, dtype, &shape);
+        Expr::pending_hashed(op, inputs, dtype, shape, op_hash)
+    }
+
+    /// [`Expr::pending`] with `op_hash` = [`Expr::op_hash`] of the same op and type, computed
+    /// beforehand (a replayed program knows it).
+    pub fn pending_hashed(op: Op, inputs: Operands, dtype: DType, shape: Shape, op_hash: u64) -> Arc<Expr> {
+        debug_assert_eq!(op_hash, Expr::op_hash(&op, dtype, &shape));
+        Arc::new(Expr { dtype, shape, op: Some(op), op_hash, state: Mutex::new(State::Pending(inputs)) })
+    }
+
+    /// The hash of (op, dtype, shape) that the lowering walk's structural key combines.
+    pub fn op_hash(op: &Op, dtype: DType, shape: &Shape) -> u64 {
         let mut h = FxHasher::default();
         op.hash(&mut h);
         dtype.hash(&mut h);
         shape.hash(&mut h);
-        let op_hash = h.finish();
-        Arc::new(Expr { dtype, shape, op: Some(op), op_hash, state: Mutex::new(State::Pending(inputs)) })
+        h.finish()
     }
 
     /// A constant (kept in the graph as a `Constant` node, so passes can fold it).
@@ -135,7 +147,10 @@ impl Drop for Expr {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         if let State::Ready(v) = state {
-            // The last reference to a computed value: give its memory back for reuse.
+            // The last reference to a large computed value: give its memory back for reuse.
+            if Arc::strong_count(v) > 1 || !kiln_codegen::recycle::wants(v) {
+                return;
+            }
             let v = std::mem::replace(v, EMPTY.with(Arc::clone));
             if let Ok(v) = Arc::try_unwrap(v) {
                 kiln_codegen::recycle::give(v);

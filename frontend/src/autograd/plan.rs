@@ -6,8 +6,7 @@
 use crate::error::Result;
 use crate::expr::Expr;
 use crate::tensor::Tensor;
-use kiln_ir::Literal;
-use kiln_ir::{Graph, NodeId, Op, Shape};
+use kiln_ir::{DType, Graph, NodeId, Op, Shape};
 use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -82,11 +81,17 @@ pub(crate) struct Program {
     pub slots: usize,
 }
 
-struct Step {
+pub(crate) struct Step {
     node: usize,
     op: Op,
+    dtype: DType,
     shape: Shape,
+    /// [`Expr::op_hash`] of (op, dtype, shape): the template fixes the operand types, so a
+    /// replay on exprs needs neither the shape rule nor the hash again.
+    hash: u64,
     operands: Vec<usize>,
+    /// The operands' types in the template.
+    operand_types: Vec<(DType, Shape)>,
 }
 
 impl Program {
@@ -97,7 +102,18 @@ impl Program {
             .map(|&n| {
                 let node = g.node(n);
                 let operands = g.operands(n).iter().map(|o| o.index()).collect();
-                Step { node: n.index(), op: node.op.clone(), shape: node.shape.clone(), operands }
+                let operand_types =
+                    g.operands(n).iter().map(|&o| (g.node(o).dtype, g.node(o).shape.clone())).collect();
+                let hash = Expr::op_hash(&node.op, node.dtype, &node.shape);
+                Step {
+                    node: n.index(),
+                    op: node.op.clone(),
+                    dtype: node.dtype,
+                    shape: node.shape.clone(),
+                    hash,
+                    operands,
+                    operand_types,
+                }
             })
             .collect();
         Program { steps, slots: g.node_bound() }
@@ -119,15 +135,12 @@ impl Program {
     /// on exprs nothing is recorded.
     pub fn run<T: Replay>(&self, bound: &mut [Option<T>]) -> Result<()> {
         for s in &self.steps {
-            let t = match &s.op {
-                Op::Constant(lit) => T::constant(lit.clone(), s.shape.clone()),
-                op => {
-                    let mut refs: SmallVec<[&T; 4]> = SmallVec::with_capacity(s.operands.len());
-                    for &o in &s.operands {
-                        refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
-                    }
-                    T::apply(op, &refs)?
+            let t = {
+                let mut refs: SmallVec<[&T; 4]> = SmallVec::with_capacity(s.operands.len());
+                for &o in &s.operands {
+                    refs.push(bound[o].as_ref().ok_or_else(|| unbound(&s.op))?);
                 }
+                T::step(s, &refs)?
             };
             bound[s.node] = Some(t);
         }
@@ -144,8 +157,8 @@ impl Program {
 /// What a program can be replayed on: tensors (recorded under grad mode, for higher-order
 /// gradients) or bare exprs (a backward that is not recorded needs no tensor per intermediate).
 pub(crate) trait Replay: Clone + Sized + 'static {
-    fn constant(lit: Literal, shape: Shape) -> Self;
-    fn apply(op: &Op, operands: &[&Self]) -> Result<Self>;
+    /// The value of step `s` (a constant, or its op applied to `operands`).
+    fn step(s: &Step, operands: &[&Self]) -> Result<Self>;
     /// Spare slot lists for [`Program::with_slots`] (a stack: programs may run inside programs).
     fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Self>>>>>;
 }
@@ -156,11 +169,11 @@ thread_local! {
 }
 
 impl Replay for Tensor {
-    fn constant(lit: Literal, shape: Shape) -> Tensor {
-        Tensor::constant(lit, shape)
-    }
-    fn apply(op: &Op, operands: &[&Tensor]) -> Result<Tensor> {
-        crate::ops::record::apply_op(op, operands)
+    fn step(s: &Step, operands: &[&Tensor]) -> Result<Tensor> {
+        match &s.op {
+            Op::Constant(lit) => Ok(Tensor::constant(lit.clone(), s.shape.clone())),
+            op => crate::ops::record::apply_op(op, operands),
+        }
     }
     fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Tensor>>>>> {
         &TENSOR_SLOTS
@@ -168,11 +181,16 @@ impl Replay for Tensor {
 }
 
 impl Replay for Arc<Expr> {
-    fn constant(lit: Literal, shape: Shape) -> Arc<Expr> {
-        Expr::constant(lit, shape)
-    }
-    fn apply(op: &Op, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
-        Expr::apply(op.clone(), operands.iter().map(|&e| e.clone()).collect())
+    fn step(s: &Step, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
+        let typed_as_planned =
+            operands.iter().zip(&s.operand_types).all(|(e, (d, sh))| e.dtype == *d && e.shape == *sh);
+        let operands = operands.iter().map(|&e| e.clone()).collect();
+        if !typed_as_planned {
+            // Not what the template was built for (a hook changed a gradient's dtype): the op's
+            // own rule decides, or reports the error.
+            return Expr::apply(s.op.clone(), operands);
+        }
+        Ok(Expr::pending_hashed(s.op.clone(), operands, s.dtype, s.shape.clone(), s.hash))
     }
     fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Arc<Expr>>>>>> {
         &EXPR_SLOTS
