@@ -91,7 +91,7 @@ impl Tensor {
             // Nothing to record: the new value is just the constant (the old one is not read, so
             // it is neither kept alive nor part of the next graph).
             self.check_inplace_allowed()?;
-            self.0.storage.set(self.filled_like(v).expr());
+            self.0.storage.set(self.filled_expr(v));
             self.bump_version();
             return Ok(self.clone());
         }
