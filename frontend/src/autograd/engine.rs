@@ -35,6 +35,9 @@ pub(crate) struct Request {
 
 type Key = *const Node;
 
+/// An absent edge in `Scratch::succ`.
+const NONE: usize = usize::MAX;
+
 fn key(n: &Arc<Node>) -> Key {
     Arc::as_ptr(n)
 }
@@ -51,6 +54,10 @@ struct Scratch {
     /// Nodes are numbered in discovery order; everything indexes by that number.
     index: FastMap<Key, usize>,
     nodes: Vec<Arc<Node>>,
+    /// Per node: the numbers of the nodes its edges lead to (`NONE` for an absent edge), as
+    /// `succ[succ_at[i]..][..node.next.len()]`: later phases follow edges without hashing.
+    succ: Vec<usize>,
+    succ_at: Vec<usize>,
     /// Per node: edges leading into it not yet processed.
     remaining: Vec<usize>,
     stack: Vec<usize>,
@@ -68,13 +75,21 @@ impl Scratch {
         if i == next {
             self.nodes.push(n.clone());
             self.remaining.push(0);
+            self.succ_at.push(0);
         }
         (i, i == next)
+    }
+
+    /// The numbers of the nodes node `i`'s edges lead to, one per edge.
+    fn succ(&self, i: usize) -> &[usize] {
+        &self.succ[self.succ_at[i]..self.succ_at[i] + self.nodes[i].next.len()]
     }
 
     fn clear(&mut self) {
         self.index.clear();
         self.nodes.clear();
+        self.succ.clear();
+        self.succ_at.clear();
         self.remaining.clear();
         self.stack.clear();
         self.order.clear();
@@ -113,55 +128,65 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
     }
     while let Some(i) = s.stack.pop() {
         let n = s.nodes[i].clone();
-        for e in n.next.iter().flatten() {
+        s.succ_at[i] = s.succ.len();
+        for e in n.next.iter() {
+            let Some(e) = e else {
+                s.succ.push(NONE);
+                continue;
+            };
             let (j, new) = s.visit(&e.node);
+            s.succ.push(j);
             s.remaining[j] += 1;
             if new {
                 s.stack.push(j);
             }
         }
     }
-    let Scratch { index, nodes, remaining, order, ready, needed, buffers, .. } = s;
 
     // Execution order: ready nodes, newest first.
-    for (i, n) in nodes.iter().enumerate() {
-        if remaining[i] == 0 {
-            ready.push((n.seq, i));
+    for (i, n) in s.nodes.iter().enumerate() {
+        if s.remaining[i] == 0 {
+            s.ready.push((n.seq, i));
         }
     }
-    while let Some((_, i)) = ready.pop() {
-        for e in nodes[i].next.iter().flatten() {
-            let j = index[&key(&e.node)];
-            remaining[j] -= 1;
-            if remaining[j] == 0 {
-                ready.push((e.node.seq, j));
+    while let Some((_, i)) = s.ready.pop() {
+        for k in 0..s.nodes[i].next.len() {
+            let j = s.succ(i)[k];
+            if j == NONE {
+                continue;
+            }
+            s.remaining[j] -= 1;
+            if s.remaining[j] == 0 {
+                s.ready.push((s.nodes[j].seq, j));
             }
         }
-        order.push(i);
+        s.order.push(i);
     }
 
     // With `capture`, only nodes on a path to a captured edge run.
     if let Some(caps) = &req.capture {
-        needed.resize(nodes.len(), false);
-        for &i in order.iter().rev() {
-            let n = &nodes[i];
-            let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, n));
-            let feeds = n.next.iter().flatten().any(|e| needed[index[&key(&e.node)]]);
-            needed[i] = is_target || feeds;
+        s.needed.resize(s.nodes.len(), false);
+        for k in (0..s.order.len()).rev() {
+            let i = s.order[k];
+            let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, &s.nodes[i]));
+            let feeds = s.succ(i).iter().any(|&j| j != NONE && s.needed[j]);
+            s.needed[i] = is_target || feeds;
         }
     }
 
-    buffers.resize(nodes.len(), None);
+    s.buffers.resize(s.nodes.len(), None);
     for (e, g) in req.roots {
-        add_grad(&mut buffers[index[&key(&e.node)]], &e, g)?;
+        let i = s.index[&key(&e.node)];
+        add_grad(&mut s.buffers[i], &e, g)?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
     let mut to_realize: Vec<Tensor> = Vec::new();
 
-    for &i in order.iter() {
-        let node = &nodes[i];
-        let Some(mut buf) = buffers[i].take() else { continue };
-        if req.capture.is_some() && !needed[i] {
+    for k in 0..s.order.len() {
+        let i = s.order[k];
+        let node = &s.nodes[i].clone();
+        let Some(mut buf) = s.buffers[i].take() else { continue };
+        if req.capture.is_some() && !s.needed[i] {
             continue;
         }
         // Tensor hooks, then retain_grad, then capture (PyTorch's order).
@@ -219,9 +244,10 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
             Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
             Kind::Custom(state) => state.backward(node, &buf)?.into(),
         };
-        for (e, g) in node.next.iter().zip(outs) {
+        for (k, (e, g)) in node.next.iter().zip(outs).enumerate() {
             if let (Some(e), Some(g)) = (e, g) {
-                add_grad(&mut buffers[index[&key(&e.node)]], e, g)?;
+                let j = s.succ(i)[k];
+                add_grad(&mut s.buffers[j], e, g)?;
             }
         }
         if !req.retain_graph {

@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::expr::Expr;
+use crate::ops::record::default_name;
 use crate::tensor::Tensor;
 use kiln_ir::{DType, Graph, NodeId, Op, Shape};
 use smallvec::SmallVec;
@@ -94,6 +95,14 @@ pub(crate) struct Step {
     operand_types: Vec<(DType, Shape)>,
 }
 
+impl Step {
+    /// Whether operands of these types are what the template was built for (then the step's
+    /// own type and hash hold; a hook may have changed a gradient's dtype, for one).
+    fn typed_as_planned<'a>(&self, types: impl Iterator<Item = (DType, &'a [usize])>) -> bool {
+        types.zip(&self.operand_types).all(|((d, s), (pd, ps))| d == *pd && s == ps.dims())
+    }
+}
+
 impl Program {
     /// Replays `order` (nodes of `g`, in topological order).
     pub fn new(g: &Graph, order: &[NodeId]) -> Program {
@@ -172,7 +181,11 @@ impl Replay for Tensor {
     fn step(s: &Step, operands: &[&Tensor]) -> Result<Tensor> {
         match &s.op {
             Op::Constant(lit) => Ok(Tensor::constant(lit.clone(), s.shape.clone())),
-            op => crate::ops::record::apply_op(op, operands),
+            op => {
+                let typed = s.typed_as_planned(operands.iter().map(|t| (t.dtype(), t.shape())));
+                let typed = typed.then(|| (s.dtype, s.shape.clone(), s.hash));
+                crate::ops::record::apply_typed(default_name(op), op.clone(), operands, typed)
+            }
         }
     }
     fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Tensor>>>>> {
@@ -182,8 +195,7 @@ impl Replay for Tensor {
 
 impl Replay for Arc<Expr> {
     fn step(s: &Step, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
-        let typed_as_planned =
-            operands.iter().zip(&s.operand_types).all(|(e, (d, sh))| e.dtype == *d && e.shape == *sh);
+        let typed_as_planned = s.typed_as_planned(operands.iter().map(|e| (e.dtype, e.shape.dims())));
         let operands = operands.iter().map(|&e| e.clone()).collect();
         if !typed_as_planned {
             // Not what the template was built for (a hook changed a gradient's dtype): the op's

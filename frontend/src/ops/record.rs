@@ -8,7 +8,7 @@ use crate::autograd::plan::{Program, ReversePlan, Template};
 use crate::error::Result;
 use crate::expr::{Expr, FastMap, FxHasher, Operands};
 use crate::tensor::{Dims, Meta, Tensor};
-use kiln_ir::{BinaryOp, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_ir::{BinaryOp, DType, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -30,8 +30,26 @@ pub(crate) fn is_view_op(op: &Op) -> bool {
 
 /// `op(inputs)` as a new tensor; its `grad_fn` (if recorded) is called `name`.
 pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
+    apply_typed(name, op, inputs, None)
+}
+
+/// [`apply`], given the result's type and [`Expr::op_hash`] when the caller knows them already
+/// (a replayed reverse program whose operands have the types its template was built for).
+pub(crate) fn apply_typed(
+    name: &'static str,
+    op: Op,
+    inputs: &[&Tensor],
+    typed: Option<(DType, Shape, u64)>,
+) -> Result<Tensor> {
     let operands: Operands = inputs.iter().map(|t| t.expr()).collect();
-    let (dtype, shape) = Expr::infer(&op, &operands)?;
+    let (dtype, shape, hash) = match typed {
+        Some(t) => t,
+        None => {
+            let (d, s) = Expr::infer(&op, &operands)?;
+            let h = Expr::op_hash(&op, d, &s);
+            (d, s, h)
+        }
+    };
     let view = is_view_op(&op);
     // Each input's autograd state is read once (it is behind a lock).
     let requires: Flags = if dtype.is_float() && is_grad_enabled() {
@@ -40,7 +58,11 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
         Flags::new()
     };
     if !requires.iter().any(|&r| r) {
-        return Ok(Tensor::build(Expr::pending(op, operands, dtype, shape), Meta::default(), view));
+        return Ok(Tensor::build(
+            Expr::pending_hashed(op, operands, dtype, shape, hash),
+            Meta::default(),
+            view,
+        ));
     }
     let needs: Flags = inputs.iter().zip(&requires).map(|(t, &r)| r && t.dtype().is_float()).collect();
     let key = KeyOf { op: &op, inputs, operands: &operands, requires: &requires, needs: &needs };
@@ -49,7 +71,7 @@ pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Te
         let output = graph.add(op.clone(), &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
         ReversePlan::new(Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output }, &needs)
     })?;
-    let expr = Expr::pending(op, operands, dtype, shape);
+    let expr = Expr::pending_hashed(op, operands, dtype, shape, hash);
     record(Cow::Borrowed(name), plan, inputs, &needs, expr, view)
 }
 
