@@ -93,6 +93,9 @@ pub(crate) struct Step {
     operands: Vec<usize>,
     /// The operands' types in the template.
     operand_types: Vec<(DType, Shape)>,
+    /// For a `Constant` step: its value, made once and shared by every replay (an expr is
+    /// immutable, and a constant computes the same value each time).
+    constant: Option<Arc<Expr>>,
 }
 
 impl Step {
@@ -114,6 +117,10 @@ impl Program {
                 let operand_types =
                     g.operands(n).iter().map(|&o| (g.node(o).dtype, g.node(o).shape.clone())).collect();
                 let hash = Expr::op_hash(&node.op, node.dtype, &node.shape);
+                let constant = match &node.op {
+                    Op::Constant(lit) => Some(Expr::constant(lit.clone(), node.shape.clone())),
+                    _ => None,
+                };
                 Step {
                     node: n.index(),
                     op: node.op.clone(),
@@ -122,6 +129,7 @@ impl Program {
                     hash,
                     operands,
                     operand_types,
+                    constant,
                 }
             })
             .collect();
@@ -179,14 +187,12 @@ thread_local! {
 
 impl Replay for Tensor {
     fn step(s: &Step, operands: &[&Tensor]) -> Result<Tensor> {
-        match &s.op {
-            Op::Constant(lit) => Ok(Tensor::constant(lit.clone(), s.shape.clone())),
-            op => {
-                let typed = s.typed_as_planned(operands.iter().map(|t| (t.dtype(), t.shape())));
-                let typed = typed.then(|| (s.dtype, s.shape.clone(), s.hash));
-                crate::ops::record::apply_typed(default_name(op), op.clone(), operands, typed)
-            }
+        if let Some(c) = &s.constant {
+            return Ok(Tensor::from_expr(c.clone()));
         }
+        let typed = s.typed_as_planned(operands.iter().map(|t| (t.dtype(), t.shape())));
+        let typed = typed.then(|| (s.dtype, s.shape.clone(), s.hash));
+        crate::ops::record::apply_typed(default_name(&s.op), s.op.clone(), operands, typed)
     }
     fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Tensor>>>>> {
         &TENSOR_SLOTS
@@ -195,6 +201,9 @@ impl Replay for Tensor {
 
 impl Replay for Arc<Expr> {
     fn step(s: &Step, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
+        if let Some(c) = &s.constant {
+            return Ok(c.clone());
+        }
         let typed_as_planned = s.typed_as_planned(operands.iter().map(|e| (e.dtype, e.shape.dims())));
         let operands = operands.iter().map(|&e| e.clone()).collect();
         if !typed_as_planned {
