@@ -186,12 +186,7 @@ impl Tensor {
 
     /// The value of [`Tensor::filled_like`] alone (an in-place fill needs no tensor for it).
     pub(crate) fn filled_expr(&self, v: f64) -> Arc<Expr> {
-        let s = Expr::constant(Literal::scalar(self.dtype(), v), Shape::scalar());
-        if self.dim() == 0 {
-            return s;
-        }
-        Expr::apply(kiln_ir::Op::Expand { shape: self.shape().to_vec() }, smallvec::smallvec![s])
-            .expect("a scalar expands to any shape")
+        crate::expr::filled(self.dtype(), v, self.shape())
     }
 
     /// `[start, start + step, ...)` up to `end` (exclusive), f32.

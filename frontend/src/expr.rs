@@ -173,6 +173,51 @@ impl Drop for Expr {
     }
 }
 
+/// `v` as a pending constant of `dtype` broadcast to `dims` (a plain constant for a scalar).
+///
+/// Small ones are shared through a per-thread cache: an optimiser step zeroes its gradients and
+/// scales by the same learning rate every step, and making these exprs anew each time showed in
+/// the per-step profile. Sharing is sound because an expr never changes except by being
+/// computed; a cached one that was computed since (it is a tensor's value, and was read) is
+/// replaced rather than handed out again, so constants stay foldable.
+pub(crate) fn filled(dtype: DType, v: f64, dims: &[usize]) -> Arc<Expr> {
+    /// Largest broadcast cached (a computed one is kept until replaced: bound its size).
+    const MAX_CACHED_NUMEL: usize = 4096;
+    const ENTRIES: usize = 16;
+    type Cache = Vec<(DType, u64, SmallVec<[usize; 4]>, Arc<Expr>)>;
+    thread_local! {
+        static FILLED: std::cell::RefCell<Cache> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let make = || {
+        let c = Expr::constant(Literal::scalar(dtype, v), Shape::scalar());
+        if dims.is_empty() {
+            return c;
+        }
+        Expr::apply(Op::Expand { shape: dims.to_vec() }, smallvec::smallvec![c])
+            .expect("a scalar expands to any shape")
+    };
+    if dims.iter().product::<usize>() > MAX_CACHED_NUMEL {
+        return make();
+    }
+    let bits = v.to_bits();
+    FILLED.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else { return make() };
+        let hit = cache.iter().position(|(d, b, s, _)| *d == dtype && *b == bits && s.as_slice() == dims);
+        if let Some(i) = hit {
+            if cache[i].3.value().is_none() {
+                return cache[i].3.clone();
+            }
+            cache.remove(i);
+        }
+        let e = make();
+        if cache.len() >= ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((dtype, bits, SmallVec::from_slice(dims), e.clone()));
+        e
+    })
+}
+
 /// Computes every expr in `targets` (and any pending expr behind them that something else still
 /// holds, so it is not computed twice) in one graph on the current backend.
 pub(crate) fn realize(targets: &[Arc<Expr>]) -> Result<()> {

@@ -4,7 +4,7 @@ use crate::autograd::node::{HookList, Node};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use kiln_ir::interp::Value;
-use kiln_ir::{DType, Literal, Shape};
+use kiln_ir::DType;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -136,7 +136,7 @@ impl Tensor {
 
     /// A constant of this tensor's dtype (used for scalars in arithmetic).
     pub(crate) fn scalar_like(&self, v: f64) -> Tensor {
-        Tensor::from_expr(Expr::constant(Literal::scalar(self.0.dtype, v), Shape::scalar()))
+        Tensor::from_expr(crate::expr::filled(self.0.dtype, v, &[]))
     }
 
     pub(crate) fn expr(&self) -> Arc<Expr> {
