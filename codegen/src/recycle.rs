@@ -82,6 +82,11 @@ pub fn take<T: Recyclable>(n: usize) -> Vec<T> {
     T::pool().take(n)
 }
 
+/// Whether [`give`] would keep `v` (small values are not pooled: callers may skip the handover).
+pub fn wants(v: &Value) -> bool {
+    v.numel().saturating_mul(v.dtype().size_bytes()) >= MIN_BYTES && v.dtype() != kiln_ir::DType::Bool
+}
+
 /// Returns the memory of a value nobody uses any more.
 ///
 /// ```

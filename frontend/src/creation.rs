@@ -1,12 +1,14 @@
 //! Creating tensors: from data, filled, ranges, random.
 
 use crate::error::{Error, Result};
+use crate::expr::Expr;
 use crate::random::with_rng;
 use crate::tensor::Tensor;
 use kiln_ir::interp::Value;
 use kiln_ir::{DType, Literal, Shape};
 use rand::Rng;
 use rand_distr::StandardNormal;
+use std::sync::Arc;
 
 /// Element types a tensor can be built from.
 pub trait Element: Copy + Send + Sync + 'static {
@@ -179,14 +181,12 @@ impl Tensor {
 
     /// `v` in this tensor's dtype and shape, as a lazy constant (a broadcast scalar).
     pub(crate) fn filled_like(&self, v: f64) -> Tensor {
-        let s = self.scalar_like(v);
-        if self.dim() == 0 {
-            return s;
-        }
-        let e =
-            crate::expr::Expr::apply(kiln_ir::Op::Expand { shape: self.shape().to_vec() }, vec![s.expr()])
-                .expect("a scalar expands to any shape");
-        Tensor::from_expr(e)
+        Tensor::from_expr(self.filled_expr(v))
+    }
+
+    /// The value of [`Tensor::filled_like`] alone (an in-place fill needs no tensor for it).
+    pub(crate) fn filled_expr(&self, v: f64) -> Arc<Expr> {
+        crate::expr::filled(self.dtype(), v, self.shape())
     }
 
     /// `[start, start + step, ...)` up to `end` (exclusive), f32.

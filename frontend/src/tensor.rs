@@ -4,9 +4,10 @@ use crate::autograd::node::{HookList, Node};
 use crate::error::{Error, Result};
 use crate::expr::Expr;
 use kiln_ir::interp::Value;
-use kiln_ir::{DType, Literal, Shape};
+use kiln_ir::DType;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 /// An n-dimensional array that records the operations applied to it, like a PyTorch tensor.
 ///
@@ -23,13 +24,17 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<TensorImpl>);
 
+/// A tensor's extents, inline for up to four dimensions: tensors are made by the dozen per step
+/// and copying the shape must not allocate.
+pub(crate) type Dims = SmallVec<[usize; 4]>;
+
 pub(crate) struct TensorImpl {
     pub dtype: DType,
-    pub shape: Shape,
+    pub shape: Dims,
     /// The current value. Shared by `detach()` and `data()` aliases; in-place ops swap it.
     pub storage: Arc<Storage>,
     /// Bumped by every in-place op. Shared by `detach()` aliases, not by `data()` ones.
-    pub version: Arc<AtomicU64>,
+    pub version: Version,
     pub meta: Mutex<Meta>,
     /// Created in inference mode: may not be saved for backward.
     pub inference: bool,
@@ -54,6 +59,43 @@ impl Storage {
     }
 }
 
+/// A tensor's version counter, allocated on first need (a bump, or an alias that must share it):
+/// most tensors of a traced step are never modified in place, and an allocation per tensor
+/// showed in the per-step profile. Unallocated, the version is 0.
+#[derive(Default)]
+pub(crate) struct Version(OnceLock<Arc<AtomicU64>>);
+
+impl Version {
+    /// A fresh counter starting at `v`.
+    pub fn starting_at(v: u64) -> Version {
+        let c = Version::default();
+        if v != 0 {
+            let _ = c.0.set(Arc::new(AtomicU64::new(v)));
+        }
+        c
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.get().map_or(0, |c| c.load(Ordering::SeqCst))
+    }
+
+    pub fn bump(&self) {
+        self.shared().fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The counter itself, for aliases and saved values that must see later bumps.
+    pub fn shared(&self) -> Arc<AtomicU64> {
+        self.0.get_or_init(Default::default).clone()
+    }
+
+    /// Another handle to the same counter.
+    pub fn alias(&self) -> Version {
+        let c = Version::default();
+        let _ = c.0.set(self.shared());
+        c
+    }
+}
+
 /// Autograd state of one tensor.
 #[derive(Default)]
 pub(crate) struct Meta {
@@ -63,8 +105,8 @@ pub(crate) struct Meta {
     pub output_nr: usize,
     pub grad: Option<Tensor>,
     pub retains_grad: bool,
-    /// Hooks of a leaf (a non-leaf's hooks live on its `grad_fn`).
-    pub hooks: HookList,
+    /// Hooks of a leaf (a non-leaf's hooks live on its `grad_fn`), created by the first one.
+    pub hooks: Option<HookList>,
     pub grad_accumulator: Weak<Node>,
 }
 
@@ -74,9 +116,9 @@ impl Tensor {
     pub(crate) fn build(expr: Arc<Expr>, meta: Meta, is_view: bool) -> Tensor {
         Tensor(Arc::new(TensorImpl {
             dtype: expr.dtype,
-            shape: expr.shape.clone(),
+            shape: Dims::from_slice(expr.shape.dims()),
             storage: Storage::new(expr),
-            version: Arc::new(AtomicU64::new(0)),
+            version: Version::default(),
             meta: Mutex::new(meta),
             inference: crate::autograd::mode::is_inference_mode_enabled(),
             is_view,
@@ -94,7 +136,7 @@ impl Tensor {
 
     /// A constant of this tensor's dtype (used for scalars in arithmetic).
     pub(crate) fn scalar_like(&self, v: f64) -> Tensor {
-        Tensor::from_expr(Expr::constant(Literal::scalar(self.0.dtype, v), Shape::scalar()))
+        Tensor::from_expr(crate::expr::filled(self.0.dtype, v, &[]))
     }
 
     pub(crate) fn expr(&self) -> Arc<Expr> {
@@ -106,11 +148,11 @@ impl Tensor {
     }
 
     pub(crate) fn version(&self) -> u64 {
-        self.0.version.load(Ordering::SeqCst)
+        self.0.version.get()
     }
 
     pub(crate) fn bump_version(&self) {
-        self.0.version.fetch_add(1, Ordering::SeqCst);
+        self.0.version.bump();
     }
 
     /// True if `a` and `b` are handles to the same tensor.
@@ -131,23 +173,23 @@ impl Tensor {
 
     /// The extent of each dimension (PyTorch's `shape` / `size()`).
     pub fn shape(&self) -> &[usize] {
-        self.0.shape.dims()
+        &self.0.shape
     }
 
     /// Number of dimensions.
     pub fn dim(&self) -> usize {
-        self.0.shape.rank()
+        self.0.shape.len()
     }
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.0.shape.numel()
+        self.0.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// Extent of dimension `d` (negative counts from the end).
     pub fn size(&self, d: i64) -> Result<usize> {
         let ax = self.axis(d)?;
-        Ok(self.0.shape.0[ax])
+        Ok(self.0.shape[ax])
     }
 
     pub(crate) fn axis(&self, d: i64) -> Result<usize> {

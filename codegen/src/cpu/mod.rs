@@ -77,6 +77,7 @@ use kiln_ir::interp::Value;
 use kiln_ir::{DType, Literal};
 use kiln_passes::kernel::{Access, BufferId, KOp, Kernel, Role, Schedule, Step};
 use matmul::MatMulPlan;
+use smallvec::SmallVec;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -993,15 +994,16 @@ impl CpuExecutable {
                 inputs.len()
             )));
         }
-        let mut t = Instant::now();
+        // The clock is read only when profiling (tiny graphs run in about a microsecond).
+        let mut t = prof.is_some().then(Instant::now);
         let mut lap = |name: &str, prof: &mut Option<&mut Profile>| {
-            if let Some(p) = prof.as_deref_mut() {
-                p.push((name.to_string(), t.elapsed()));
-                t = Instant::now();
+            if let (Some(p), Some(t0)) = (prof.as_deref_mut(), t) {
+                p.push((name.to_string(), t0.elapsed()));
+                t = Some(Instant::now());
             }
         };
         // Bindings of this run, undone before returning.
-        let mut bound: Vec<BufferId> = vec![];
+        let mut bound: SmallVec<[BufferId; 16]> = SmallVec::new();
         for (k, (v, &b)) in inputs.iter().zip(&self.inputs).enumerate() {
             let v: &Value = v.borrow();
             match borrowed_ptr(v).filter(|_| self.zc_inputs[k]) {
@@ -1019,7 +1021,7 @@ impl CpuExecutable {
                 }
             }
         }
-        let mut out_vecs: Vec<Option<OutVec>> = Vec::with_capacity(self.outputs.len());
+        let mut out_vecs: SmallVec<[Option<OutVec>; 8]> = SmallVec::with_capacity(self.outputs.len());
         for (&(b, _), zc) in self.outputs.iter().zip(&self.zc_outputs) {
             let Some(zero) = *zc else {
                 out_vecs.push(None);
@@ -1210,14 +1212,19 @@ impl OutVec {
     /// # Safety
     /// The first `n` elements must have been initialised (the capacity is at least `n`).
     unsafe fn into_value(self, n: usize, shape: &[usize]) -> Result<Value> {
+        if shape.iter().try_fold(1usize, |p, &d| p.checked_mul(d)) != Some(n) {
+            return Err(CpuError::Internal(format!("output shape {shape:?} does not hold {n} elements")));
+        }
         let sh = ndarray::IxDyn(shape);
-        let err = |e: ndarray::ShapeError| CpuError::Internal(format!("output shape {shape:?}: {e}"));
+        // ndarray's checked constructor costs more than the rest of a tiny output's handling.
         macro_rules! fin {
             ($v:expr, $c:path) => {{
                 let mut v = $v;
                 // SAFETY: caller contract; `take(n)` gave capacity for `n`.
                 unsafe { v.set_len(n) };
-                $c(ndarray::ArrayD::from_shape_vec(sh, v).map_err(err)?)
+                // SAFETY: `n` elements in row-major order and a shape of `n` elements (checked
+                // above), standard strides.
+                $c(unsafe { ndarray::ArrayD::from_shape_vec_unchecked(sh, v) })
             }};
         }
         Ok(match self {

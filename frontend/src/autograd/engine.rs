@@ -6,12 +6,16 @@
 //! returned) are realized together at the end, so the whole backward is one graph for the
 //! compiler.
 
-use crate::autograd::mode::set_grad_enabled;
+use crate::autograd::mode::{is_grad_enabled, set_grad_enabled};
 use crate::autograd::node::{Edge, HookList, Kind, Node, RELEASED};
+use crate::autograd::plan::ReversePlan;
 use crate::error::{Error, Result};
 use crate::expr;
+use crate::expr::Expr;
 use crate::expr::FastMap;
-use crate::tensor::Tensor;
+use crate::tensor::{Meta, Tensor};
+use smallvec::SmallVec;
+use std::cell::RefCell;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
@@ -31,86 +35,165 @@ pub(crate) struct Request {
 
 type Key = *const Node;
 
+/// An absent edge in `Scratch::succ`.
+const NONE: usize = usize::MAX;
+
 fn key(n: &Arc<Node>) -> Key {
     Arc::as_ptr(n)
 }
 
+/// The gradients of one node's outputs (or of its inputs, coming back from its backward):
+/// inline for the usual one or two.
+pub(crate) type Grads = SmallVec<[Option<Tensor>; 2]>;
+
+/// The engine's working lists, reused from one pass to the next on a thread (a small training
+/// step runs a backward every step; allocating these each time showed in profiles). A pass
+/// started inside another (a hook or a custom function calling `backward`) gets fresh ones.
+#[derive(Default)]
+struct Scratch {
+    /// Nodes are numbered in discovery order; everything indexes by that number.
+    index: FastMap<Key, usize>,
+    nodes: Vec<Arc<Node>>,
+    /// Per node: the numbers of the nodes its edges lead to (`NONE` for an absent edge), as
+    /// `succ[succ_at[i]..][..node.next.len()]`: later phases follow edges without hashing.
+    succ: Vec<usize>,
+    succ_at: Vec<usize>,
+    /// Per node: edges leading into it not yet processed.
+    remaining: Vec<usize>,
+    stack: Vec<usize>,
+    order: Vec<usize>,
+    ready: BinaryHeap<(u64, usize)>,
+    needed: Vec<bool>,
+    buffers: Vec<Option<Grads>>,
+}
+
+impl Scratch {
+    /// The node's number, and whether it was seen for the first time.
+    fn visit(&mut self, n: &Arc<Node>) -> (usize, bool) {
+        let next = self.nodes.len();
+        let i = *self.index.entry(key(n)).or_insert(next);
+        if i == next {
+            self.nodes.push(n.clone());
+            self.remaining.push(0);
+            self.succ_at.push(0);
+        }
+        (i, i == next)
+    }
+
+    /// The numbers of the nodes node `i`'s edges lead to, one per edge.
+    fn succ(&self, i: usize) -> &[usize] {
+        &self.succ[self.succ_at[i]..self.succ_at[i] + self.nodes[i].next.len()]
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.nodes.clear();
+        self.succ.clear();
+        self.succ_at.clear();
+        self.remaining.clear();
+        self.stack.clear();
+        self.order.clear();
+        self.ready.clear();
+        self.needed.clear();
+        self.buffers.clear();
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
 /// Runs a backward pass. Returns the captured gradients (empty without `capture`).
 pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
+    let mut s = SCRATCH.with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.take())).unwrap_or_default();
+    let res = run_with(&mut s, req);
+    s.clear();
+    SCRATCH.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            *c = Some(s);
+        }
+    });
+    res
+}
+
+fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
     let _mode = set_grad_enabled(req.create_graph);
 
-    // Discover the graph and count, for every node, the edges that lead into it. Nodes are
-    // numbered in discovery order; everything below indexes by that number.
-    let mut graph = Discovered::default();
-    let mut stack: Vec<usize> = Vec::new();
+    // Discover the graph and count, for every node, the edges that lead into it.
     for (e, _) in &req.roots {
-        let (i, new) = graph.visit(&e.node);
+        let (i, new) = s.visit(&e.node);
         if new {
-            stack.push(i);
+            s.stack.push(i);
         }
     }
-    while let Some(i) = stack.pop() {
-        let n = graph.nodes[i].clone();
-        for e in n.next.iter().flatten() {
-            let (j, new) = graph.visit(&e.node);
-            graph.deps[j] += 1;
+    while let Some(i) = s.stack.pop() {
+        let n = s.nodes[i].clone();
+        s.succ_at[i] = s.succ.len();
+        for e in n.next.iter() {
+            let Some(e) = e else {
+                s.succ.push(NONE);
+                continue;
+            };
+            let (j, new) = s.visit(&e.node);
+            s.succ.push(j);
+            s.remaining[j] += 1;
             if new {
-                stack.push(j);
+                s.stack.push(j);
             }
         }
     }
-    let Discovered { index, nodes, deps } = graph;
 
     // Execution order: ready nodes, newest first.
-    let mut order: Vec<usize> = Vec::with_capacity(nodes.len());
-    let mut remaining = deps;
-    let mut ready: BinaryHeap<(u64, usize)> = BinaryHeap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        if remaining[i] == 0 {
-            ready.push((n.seq, i));
+    for (i, n) in s.nodes.iter().enumerate() {
+        if s.remaining[i] == 0 {
+            s.ready.push((n.seq, i));
         }
     }
-    while let Some((_, i)) = ready.pop() {
-        for e in nodes[i].next.iter().flatten() {
-            let j = index[&key(&e.node)];
-            remaining[j] -= 1;
-            if remaining[j] == 0 {
-                ready.push((e.node.seq, j));
+    while let Some((_, i)) = s.ready.pop() {
+        for k in 0..s.nodes[i].next.len() {
+            let j = s.succ(i)[k];
+            if j == NONE {
+                continue;
+            }
+            s.remaining[j] -= 1;
+            if s.remaining[j] == 0 {
+                s.ready.push((s.nodes[j].seq, j));
             }
         }
-        order.push(i);
+        s.order.push(i);
     }
 
     // With `capture`, only nodes on a path to a captured edge run.
-    let needed: Option<Vec<bool>> = req.capture.as_ref().map(|caps| {
-        let mut need = vec![false; nodes.len()];
-        for &i in order.iter().rev() {
-            let n = &nodes[i];
-            let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, n));
-            let feeds = n.next.iter().flatten().any(|e| need[index[&key(&e.node)]]);
-            need[i] = is_target || feeds;
+    if let Some(caps) = &req.capture {
+        s.needed.resize(s.nodes.len(), false);
+        for k in (0..s.order.len()).rev() {
+            let i = s.order[k];
+            let is_target = caps.iter().any(|c| Arc::ptr_eq(&c.node, &s.nodes[i]));
+            let feeds = s.succ(i).iter().any(|&j| j != NONE && s.needed[j]);
+            s.needed[i] = is_target || feeds;
         }
-        need
-    });
+    }
 
-    let mut buffers: Vec<Option<Vec<Option<Tensor>>>> = vec![None; nodes.len()];
+    s.buffers.resize(s.nodes.len(), None);
     for (e, g) in req.roots {
-        add_grad(&mut buffers[index[&key(&e.node)]], &e, g)?;
+        let i = s.index[&key(&e.node)];
+        add_grad(&mut s.buffers[i], &e, g)?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
     let mut to_realize: Vec<Tensor> = Vec::new();
 
-    for &i in &order {
-        let node = &nodes[i];
-        let Some(mut buf) = buffers[i].take() else { continue };
-        if let Some(need) = &needed {
-            if !need[i] {
-                continue;
-            }
+    for k in 0..s.order.len() {
+        let i = s.order[k];
+        let node = &s.nodes[i].clone();
+        let Some(mut buf) = s.buffers[i].take() else { continue };
+        if req.capture.is_some() && !s.needed[i] {
+            continue;
         }
         // Tensor hooks, then retain_grad, then capture (PyTorch's order).
         let hook_lists: Vec<(usize, HookList)> = match &node.kind {
-            Kind::Accumulate(leaf) => vec![(0, Tensor(leaf.clone()).meta().hooks.clone())],
+            Kind::Accumulate(leaf) => {
+                Tensor(leaf.clone()).meta().hooks.iter().map(|l| (0, l.clone())).collect()
+            }
             _ => node.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         for (nr, list) in hook_lists {
@@ -156,14 +239,15 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
                         to_realize.push(leaf);
                     }
                 }
-                Vec::new()
+                Grads::new()
             }
             Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
-            Kind::Custom(state) => state.backward(node, &buf)?,
+            Kind::Custom(state) => state.backward(node, &buf)?.into(),
         };
-        for (e, g) in node.next.iter().zip(outs) {
+        for (k, (e, g)) in node.next.iter().zip(outs).enumerate() {
             if let (Some(e), Some(g)) = (e, g) {
-                add_grad(&mut buffers[index[&key(&e.node)]], e, g)?;
+                let j = s.succ(i)[k];
+                add_grad(&mut s.buffers[j], e, g)?;
             }
         }
         if !req.retain_graph {
@@ -172,7 +256,7 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     }
 
     // One realization for everything this pass produced.
-    let mut exprs = Vec::new();
+    let mut exprs: SmallVec<[Arc<crate::expr::Expr>; 4]> = SmallVec::new();
     for t in &to_realize {
         if let Some(g) = t.meta().grad.clone() {
             exprs.push(g.expr());
@@ -184,30 +268,8 @@ pub(crate) fn run(req: Request) -> Result<Vec<Option<Tensor>>> {
     Ok(captured)
 }
 
-/// The backward graph reachable from the roots.
-#[derive(Default)]
-struct Discovered {
-    index: FastMap<Key, usize>,
-    nodes: Vec<Arc<Node>>,
-    /// Per node: how many edges lead into it.
-    deps: Vec<usize>,
-}
-
-impl Discovered {
-    /// The node's number, and whether it was seen for the first time.
-    fn visit(&mut self, n: &Arc<Node>) -> (usize, bool) {
-        let next = self.nodes.len();
-        let i = *self.index.entry(key(n)).or_insert(next);
-        if i == next {
-            self.nodes.push(n.clone());
-            self.deps.push(0);
-        }
-        (i, i == next)
-    }
-}
-
-fn add_grad(buf: &mut Option<Vec<Option<Tensor>>>, e: &Edge, g: Tensor) -> Result<()> {
-    let buf = buf.get_or_insert_with(|| vec![None; e.node.outputs.len()]);
+fn add_grad(buf: &mut Option<Grads>, e: &Edge, g: Tensor) -> Result<()> {
+    let buf = buf.get_or_insert_with(|| smallvec::smallvec![None; e.node.outputs.len()]);
     let slot = &mut buf[e.input_nr];
     *slot = Some(match slot.take() {
         None => g,
@@ -230,7 +292,7 @@ pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
         Some(old) => {
             let sum = crate::expr::Expr::apply(
                 kiln_ir::Op::Binary(kiln_ir::BinaryOp::Add),
-                vec![old.expr(), g.expr()],
+                smallvec::smallvec![old.expr(), g.expr()],
             )
             .expect("a gradient has its tensor's shape");
             old.0.storage.set(sum);
@@ -240,39 +302,93 @@ pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
     }
 }
 
-fn apply_graph(
-    node: &Arc<Node>,
-    plan: &crate::autograd::plan::ReversePlan,
-    buf: &[Option<Tensor>],
-) -> Result<Vec<Option<Tensor>>> {
+/// Runs a node's reverse program. Recorded (`create_graph`: grad mode is on) it replays tensor
+/// ops; otherwise it replays bare exprs and makes tensors only for the gradients it returns.
+fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Tensor>]) -> Result<Grads> {
     let gy = match &buf[0] {
         Some(g) => g.clone(),
         None => {
             let (d, s) = &node.outputs[0];
-            Tensor::zeros_typed(s.dims(), *d)
+            Tensor::zeros_typed(s, *d)
         }
     };
-    let mut bound = plan.program.slots();
-    {
+    // The saved values, version-checked.
+    let mut inputs: SmallVec<[Option<Tensor>; 2]> = SmallVec::new();
+    let recorded = is_grad_enabled();
+    let (result_tensor, result_expr) = {
         let saved = node.saved();
         let uses_any = plan.uses_result || plan.uses_input.iter().any(|&u| u);
         if saved.released && uses_any {
             return Err(Error::Autograd(RELEASED.into()));
         }
         for (i, n) in plan.inputs.iter().enumerate() {
-            if let (Some(n), true) = (n, plan.uses_input[i]) {
-                let s = saved.inputs[i].as_ref().expect("saved at record time");
-                bound[n.index()] = Some(s.unpack()?);
+            let used = n.is_some() && plan.uses_input[i];
+            let s = if used {
+                Some(saved.inputs[i].as_ref().expect("saved at record time").unpack()?)
+            } else {
+                None
+            };
+            inputs.push(s);
+        }
+        match &saved.result {
+            Some(r) if plan.uses_result && recorded => (Some(r.unpack(&node.name)?), None),
+            Some(r) if plan.uses_result => (None, Some(r.unpack_expr(&node.name)?)),
+            _ => (None, None),
+        }
+    };
+    let bound_nodes =
+        plan.inputs.iter().zip(&inputs).filter_map(|(n, t)| Some((n.as_ref()?.index(), t.as_ref()?)));
+    if recorded {
+        return plan.program.with_slots(|bound: &mut [Option<Tensor>]| {
+            for (n, t) in bound_nodes {
+                bound[n] = Some(t.clone());
             }
-        }
-        if plan.uses_result {
-            let r = saved.result.as_ref().expect("saved at record time");
-            bound[plan.output.index()] = Some(r.unpack(&node.name)?);
-        }
+            if let Some(r) = result_tensor {
+                bound[plan.output.index()] = Some(r);
+            }
+            bound[plan.seed.index()] = Some(gy);
+            plan.program.run(bound)?;
+            Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+        });
     }
-    bound[plan.seed.index()] = Some(gy);
-    plan.program.run(&mut bound)?;
-    Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+    plan.program.with_slots(|bound: &mut [Option<Arc<Expr>>]| {
+        for (n, t) in bound_nodes.clone() {
+            bound[n] = Some(t.expr());
+        }
+        if let Some(r) = &result_expr {
+            bound[plan.output.index()] = Some(r.clone());
+        }
+        bound[plan.seed.index()] = Some(gy.expr());
+        plan.program.run(bound)?;
+        // A gradient that is a bound value is that tensor (as the tensor replay would give);
+        // a replayed one becomes a new tensor, flagged as a view if a view op made it.
+        let mut grads = Grads::new();
+        for g in &plan.grads {
+            let Some(n) = *g else {
+                grads.push(None);
+                continue;
+            };
+            let i = n.index();
+            let t = if i == plan.seed.index() {
+                gy.clone()
+            } else if let Some((_, t)) = bound_nodes.clone().find(|(b, _)| *b == i) {
+                t.clone()
+            } else if i == plan.output.index() && result_expr.is_some() {
+                let saved = node.saved();
+                saved.result.as_ref().expect("saved at record time").unpack(&node.name)?
+            } else {
+                match &bound[i] {
+                    Some(e) => Tensor::build(e.clone(), Meta::default(), plan.program.is_view(i)),
+                    None => {
+                        grads.push(None);
+                        continue;
+                    }
+                }
+            };
+            grads.push(Some(t));
+        }
+        Ok(grads)
+    })
 }
 
 fn release(node: &Node) {

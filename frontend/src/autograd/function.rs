@@ -123,7 +123,7 @@ impl CustomState {
         let grads: Vec<Tensor> = buf
             .iter()
             .zip(&node.outputs)
-            .map(|(g, (d, s))| g.clone().unwrap_or_else(|| Tensor::zeros_typed(s.dims(), *d)))
+            .map(|(g, (d, s))| g.clone().unwrap_or_else(|| Tensor::zeros_typed(s, *d)))
             .collect();
         let ctx = self.ctx.lock().unwrap_or_else(|p| p.into_inner());
         let out = self.func.backward(&ctx, &grads)?;
@@ -138,12 +138,12 @@ impl CustomState {
         for (i, (g, e)) in out.iter().zip(&node.next).enumerate() {
             if let (Some(g), Some(e)) = (g, e) {
                 let want = &e.node.outputs[e.input_nr].1;
-                if g.shape() != want.dims() {
+                if g.shape() != &want[..] {
                     return Err(Error::Autograd(format!(
                         "Function {} returned an invalid gradient at index {i} - got {:?} but expected shape compatible with {:?}",
                         node.name,
                         g.shape(),
-                        want.dims()
+                        &want[..]
                     )));
                 }
             }
@@ -190,7 +190,7 @@ fn apply_function<F: Function>(f: Arc<F>, inputs: &[&Tensor]) -> Result<Vec<Tens
                 dtype: o.dtype(),
                 shape: o.0.shape.clone(),
                 storage: o.0.storage.clone(),
-                version: o.0.version.clone(),
+                version: o.0.version.alias(),
                 meta: Mutex::new(Meta { grad_fn: Some(node.clone()), output_nr: nr, ..Meta::default() }),
                 inference: o.0.inference,
                 is_view: false,

@@ -126,7 +126,8 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<Vec<(node::Edg
                         "grad can be implicitly created only for scalar outputs".into(),
                     ));
                 }
-                Tensor::ones_typed(out.shape(), out.dtype())
+                // A pending constant, not a computed value: it folds into the backward graph.
+                out.filled_like(1.0)
             }
         };
         roots.push((edge, g));

@@ -9,8 +9,9 @@ use crate::autograd::function::CustomState;
 use crate::autograd::plan::ReversePlan;
 use crate::error::{Error, Result};
 use crate::expr::Expr;
-use crate::tensor::{Meta, Tensor, TensorImpl};
+use crate::tensor::{Dims, Meta, Tensor, TensorImpl};
 use kiln_ir::{DType, Shape};
+use smallvec::{smallvec, SmallVec};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,10 @@ pub(crate) struct Edge {
     pub input_nr: usize,
 }
 
+/// A node's edges, one per input (inline for the usual one or two: recording allocates
+/// per op, and small steps record dozens).
+pub(crate) type Edges = SmallVec<[Option<Edge>; 2]>;
+
 pub(crate) enum Kind {
     /// An op (or composite) differentiated by the autodiff pass.
     Graph(Arc<ReversePlan>),
@@ -49,9 +54,9 @@ pub(crate) struct Node {
     /// Creation order: the engine runs later nodes first when several are ready.
     pub seq: u64,
     pub kind: Kind,
-    pub next: Vec<Option<Edge>>,
+    pub next: Edges,
     /// dtype and shape of each output, to make zero gradients for outputs that received none.
-    pub outputs: Vec<(DType, Shape)>,
+    pub outputs: SmallVec<[(DType, Dims); 1]>,
     pub saved: Mutex<Saved>,
     /// Hooks registered on this node's output tensors: (output_nr, hooks).
     pub hooks: Mutex<Vec<(usize, HookList)>>,
@@ -64,7 +69,7 @@ pub(crate) struct Node {
 pub(crate) struct Saved {
     pub released: bool,
     /// One slot per input; `None` where the backward does not need that input.
-    pub inputs: Vec<Option<SavedTensor>>,
+    pub inputs: SmallVec<[Option<SavedTensor>; 2]>,
     pub result: Option<SavedResult>,
 }
 
@@ -80,18 +85,18 @@ pub(crate) struct SavedResult {
     pub version_counter: Arc<AtomicU64>,
     pub version: u64,
     pub node: Weak<Node>,
-    pub shape: Shape,
 }
 
 pub(crate) const RELEASED: &str = "Trying to backward through the graph a second time (or directly access saved tensors after they have already been freed). Saved intermediate values of the graph are freed when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the graph a second time or if you need to access saved tensors after calling backward.";
 
-fn modified(shape: &Shape, dtype: DType, now: u64, then: u64, output_of: Option<&str>) -> Error {
+fn modified(shape: &[usize], dtype: DType, now: u64, then: u64, output_of: Option<&str>) -> Error {
     let kind = match dtype {
         DType::F32 => "FloatTensor",
         DType::F64 => "DoubleTensor",
         DType::I64 => "LongTensor",
         DType::Bool => "BoolTensor",
     };
+    let shape = Shape::new(shape);
     let of = output_of.map(|n| format!(", which is output 0 of {n},")).unwrap_or_default();
     Error::Autograd(format!(
         "one of the variables needed for gradient computation has been modified by an inplace operation: [kiln.{kind} {shape}]{of} is at version {now}; expected version {then} instead. Hint: the operation that failed was the backward of a node recorded before the in-place change; compute with a copy (deep_clone) if you need to modify the tensor."
@@ -126,12 +131,18 @@ impl SavedTensor {
 
 impl SavedResult {
     pub fn unpack(&self, owner: &str) -> Result<Tensor> {
+        let expr = self.unpack_expr(owner)?;
+        let meta = Meta { grad_fn: self.node.upgrade(), ..Meta::default() };
+        Ok(Tensor::build(expr, meta, false))
+    }
+
+    /// The saved value alone (version-checked), for a backward that is not recorded.
+    pub fn unpack_expr(&self, owner: &str) -> Result<Arc<Expr>> {
         let now = self.version_counter.load(Ordering::SeqCst);
         if now != self.version {
-            return Err(modified(&self.shape, self.expr.dtype, now, self.version, Some(owner)));
+            return Err(modified(self.expr.shape.dims(), self.expr.dtype, now, self.version, Some(owner)));
         }
-        let meta = Meta { grad_fn: self.node.upgrade(), ..Meta::default() };
-        Ok(Tensor::build(self.expr.clone(), meta, false))
+        Ok(self.expr.clone())
     }
 }
 
@@ -139,8 +150,8 @@ impl Node {
     pub fn new(
         name: Cow<'static, str>,
         kind: Kind,
-        next: Vec<Option<Edge>>,
-        outputs: Vec<(DType, Shape)>,
+        next: Edges,
+        outputs: SmallVec<[(DType, Dims); 1]>,
         saved: Saved,
     ) -> Arc<Node> {
         Arc::new(Node {
@@ -187,8 +198,8 @@ pub(crate) fn gradient_edge(t: &Tensor) -> Option<Edge> {
     let acc = Node::new(
         Cow::Borrowed("AccumulateGrad"),
         Kind::Accumulate(t.0.clone()),
-        Vec::new(),
-        vec![(t.dtype(), t.0.shape.clone())],
+        Edges::new(),
+        smallvec![(t.dtype(), t.0.shape.clone())],
         Saved::default(),
     );
     m.grad_accumulator = Arc::downgrade(&acc);
@@ -283,8 +294,8 @@ impl Drop for Node {
     /// recursively through `next` edges and saved tensors and overflow the stack: unlink the
     /// nodes this one owns iteratively instead.
     fn drop(&mut self) {
-        let mut stack: Vec<Arc<Node>> = self.next.drain(..).flatten().map(|e| e.node).collect();
-        let take_saved = |saved: &mut Saved, stack: &mut Vec<Arc<Node>>| {
+        let mut stack: SmallVec<[Arc<Node>; 8]> = self.next.drain(..).flatten().map(|e| e.node).collect();
+        let take_saved = |saved: &mut Saved, stack: &mut SmallVec<[Arc<Node>; 8]>| {
             for t in saved.inputs.drain(..).flatten() {
                 if let Ok(inner) = Arc::try_unwrap(t.tensor.0) {
                     let meta = inner.meta.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -4,8 +4,14 @@
 //! recorded again for higher-order gradients.
 
 use crate::error::Result;
+use crate::expr::Expr;
+use crate::ops::record::default_name;
 use crate::tensor::Tensor;
-use kiln_ir::{Graph, NodeId, Op, Shape};
+use kiln_ir::{DType, Graph, NodeId, Op, Shape};
+use smallvec::SmallVec;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::thread::LocalKey;
 
 /// The forward of one recorded op as a graph: an `Input` per tensor input (or an embedded
 /// `Constant` for constant operands, so rules such as `x.pow(2)` fold), and its output node.
@@ -76,11 +82,28 @@ pub(crate) struct Program {
     pub slots: usize,
 }
 
-struct Step {
+pub(crate) struct Step {
     node: usize,
     op: Op,
+    dtype: DType,
     shape: Shape,
+    /// [`Expr::op_hash`] of (op, dtype, shape): the template fixes the operand types, so a
+    /// replay on exprs needs neither the shape rule nor the hash again.
+    hash: u64,
     operands: Vec<usize>,
+    /// The operands' types in the template.
+    operand_types: Vec<(DType, Shape)>,
+    /// For a `Constant` step: its value, made once and shared by every replay (an expr is
+    /// immutable, and a constant computes the same value each time).
+    constant: Option<Arc<Expr>>,
+}
+
+impl Step {
+    /// Whether operands of these types are what the template was built for (then the step's
+    /// own type and hash hold; a hook may have changed a gradient's dtype, for one).
+    fn typed_as_planned<'a>(&self, types: impl Iterator<Item = (DType, &'a [usize])>) -> bool {
+        types.zip(&self.operand_types).all(|((d, s), (pd, ps))| d == *pd && s == ps.dims())
+    }
 }
 
 impl Program {
@@ -91,34 +114,107 @@ impl Program {
             .map(|&n| {
                 let node = g.node(n);
                 let operands = g.operands(n).iter().map(|o| o.index()).collect();
-                Step { node: n.index(), op: node.op.clone(), shape: node.shape.clone(), operands }
+                let operand_types =
+                    g.operands(n).iter().map(|&o| (g.node(o).dtype, g.node(o).shape.clone())).collect();
+                let hash = Expr::op_hash(&node.op, node.dtype, &node.shape);
+                let constant = match &node.op {
+                    Op::Constant(lit) => Some(Expr::constant(lit.clone(), node.shape.clone())),
+                    _ => None,
+                };
+                Step {
+                    node: n.index(),
+                    op: node.op.clone(),
+                    dtype: node.dtype,
+                    shape: node.shape.clone(),
+                    hash,
+                    operands,
+                    operand_types,
+                    constant,
+                }
             })
             .collect();
         Program { steps, slots: g.node_bound() }
     }
 
-    /// Empty slots for [`Program::run`].
-    pub fn slots(&self) -> Vec<Option<Tensor>> {
-        vec![None; self.slots]
+    /// Calls `f` with empty slots for [`Program::run`], reused across calls on this thread (a
+    /// backward runs one program per node).
+    pub fn with_slots<T: Replay, R>(&self, f: impl FnOnce(&mut [Option<T>]) -> R) -> R {
+        let mut v = T::spare().with(|s| s.borrow_mut().pop()).unwrap_or_default();
+        v.resize(self.slots, None);
+        let r = f(&mut v);
+        v.clear();
+        T::spare().with(|s| s.borrow_mut().push(v));
+        r
     }
 
-    /// Runs the steps as tensor ops. `bound[node index]` holds the tensors given for the graph's
-    /// inputs; every replayed node is stored there too. Ops record gradients iff grad mode is on.
-    pub fn run(&self, bound: &mut [Option<Tensor>]) -> Result<()> {
+    /// Runs the steps. `bound[node index]` holds the values given for the graph's inputs; every
+    /// replayed node is stored there too. On tensors, ops record gradients iff grad mode is on;
+    /// on exprs nothing is recorded.
+    pub fn run<T: Replay>(&self, bound: &mut [Option<T>]) -> Result<()> {
         for s in &self.steps {
-            let t = match &s.op {
-                Op::Constant(lit) => Tensor::constant(lit.clone(), s.shape.clone()),
-                op => {
-                    let mut refs: Vec<&Tensor> = Vec::with_capacity(s.operands.len());
-                    for &o in &s.operands {
-                        refs.push(bound[o].as_ref().ok_or_else(|| unbound(op))?);
-                    }
-                    crate::ops::record::apply_op(op, &refs)?
+            let t = {
+                let mut refs: SmallVec<[&T; 4]> = SmallVec::with_capacity(s.operands.len());
+                for &o in &s.operands {
+                    refs.push(bound[o].as_ref().ok_or_else(|| unbound(&s.op))?);
                 }
+                T::step(s, &refs)?
             };
             bound[s.node] = Some(t);
         }
         Ok(())
+    }
+
+    /// Whether node `n` is replayed by a view op (its tensor is then flagged as a view, as the
+    /// tensor op would have made it).
+    pub fn is_view(&self, n: usize) -> bool {
+        self.steps.iter().any(|s| s.node == n && crate::ops::record::is_view_op(&s.op))
+    }
+}
+
+/// What a program can be replayed on: tensors (recorded under grad mode, for higher-order
+/// gradients) or bare exprs (a backward that is not recorded needs no tensor per intermediate).
+pub(crate) trait Replay: Clone + Sized + 'static {
+    /// The value of step `s` (a constant, or its op applied to `operands`).
+    fn step(s: &Step, operands: &[&Self]) -> Result<Self>;
+    /// Spare slot lists for [`Program::with_slots`] (a stack: programs may run inside programs).
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Self>>>>>;
+}
+
+thread_local! {
+    static TENSOR_SLOTS: RefCell<Vec<Vec<Option<Tensor>>>> = const { RefCell::new(Vec::new()) };
+    static EXPR_SLOTS: RefCell<Vec<Vec<Option<Arc<Expr>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Replay for Tensor {
+    fn step(s: &Step, operands: &[&Tensor]) -> Result<Tensor> {
+        if let Some(c) = &s.constant {
+            return Ok(Tensor::from_expr(c.clone()));
+        }
+        let typed = s.typed_as_planned(operands.iter().map(|t| (t.dtype(), t.shape())));
+        let typed = typed.then(|| (s.dtype, s.shape.clone(), s.hash));
+        crate::ops::record::apply_typed(default_name(&s.op), s.op.clone(), operands, typed)
+    }
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Tensor>>>>> {
+        &TENSOR_SLOTS
+    }
+}
+
+impl Replay for Arc<Expr> {
+    fn step(s: &Step, operands: &[&Arc<Expr>]) -> Result<Arc<Expr>> {
+        if let Some(c) = &s.constant {
+            return Ok(c.clone());
+        }
+        let typed_as_planned = s.typed_as_planned(operands.iter().map(|e| (e.dtype, e.shape.dims())));
+        let operands = operands.iter().map(|&e| e.clone()).collect();
+        if !typed_as_planned {
+            // Not what the template was built for (a hook changed a gradient's dtype): the op's
+            // own rule decides, or reports the error.
+            return Expr::apply(s.op.clone(), operands);
+        }
+        Ok(Expr::pending_hashed(s.op.clone(), operands, s.dtype, s.shape.clone(), s.hash))
+    }
+    fn spare() -> &'static LocalKey<RefCell<Vec<Vec<Option<Arc<Expr>>>>>> {
+        &EXPR_SLOTS
     }
 }
 

@@ -3,7 +3,7 @@
 use crate::autograd::node::{Hook, HookList};
 use crate::autograd::GradFn;
 use crate::error::{Error, Result};
-use crate::tensor::{Meta, Tensor, TensorImpl};
+use crate::tensor::{Meta, Tensor, TensorImpl, Version};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Removes a hook registered with [`Tensor::register_hook`].
@@ -134,10 +134,10 @@ impl Tensor {
         F: Fn(&Tensor) -> Option<Tensor> + Send + Sync + 'static,
     {
         let list: HookList = {
-            let m = self.meta();
+            let mut m = self.meta();
             match (&m.grad_fn, m.requires_grad) {
                 (Some(f), _) => f.hooks_of(m.output_nr),
-                (None, true) => m.hooks.clone(),
+                (None, true) => m.hooks.get_or_insert_with(Default::default).clone(),
                 (None, false) => {
                     return Err(Error::Autograd(
                         "cannot register a hook on a tensor that doesn't require gradient".into(),
@@ -156,7 +156,7 @@ impl Tensor {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
             storage: self.0.storage.clone(),
-            version: self.0.version.clone(),
+            version: self.0.version.alias(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,
             is_view: false,
@@ -170,7 +170,7 @@ impl Tensor {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
             storage: self.0.storage.clone(),
-            version: Arc::new(Default::default()),
+            version: Version::default(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,
             is_view: false,

@@ -5,9 +5,8 @@
 use crate::autograd::mode::is_grad_enabled;
 use crate::error::{Error, Result};
 use crate::ops::record::apply;
-use crate::tensor::{Meta, Storage, Tensor, TensorImpl};
+use crate::tensor::{Meta, Storage, Tensor, TensorImpl, Version};
 use kiln_ir::{Literal, Op, Shape};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 impl Tensor {
@@ -28,7 +27,7 @@ impl Tensor {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
             storage: Storage::new(self.expr()),
-            version: Arc::new(AtomicU64::new(self.version())),
+            version: Version::starting_at(self.version()),
             meta: Mutex::new(Meta { grad_fn, output_nr, ..Meta::default() }),
             inference: self.0.inference,
             is_view: false,
@@ -92,7 +91,7 @@ impl Tensor {
             // Nothing to record: the new value is just the constant (the old one is not read, so
             // it is neither kept alive nor part of the next graph).
             self.check_inplace_allowed()?;
-            self.0.storage.set(self.filled_like(v).expr());
+            self.0.storage.set(self.filled_expr(v));
             self.bump_version();
             return Ok(self.clone());
         }
@@ -142,7 +141,7 @@ impl Tensor {
     pub fn set_(&self, index: &[i64], v: f64) -> Result<Tensor> {
         // Validate the index the way `get` does.
         self.get(index)?;
-        let strides = self.0.shape.strides();
+        let strides = Shape::new(self.shape()).strides();
         let mut start = 0usize;
         for (d, &i) in index.iter().enumerate() {
             let n = self.shape()[d] as i64;
@@ -174,7 +173,7 @@ impl Tensor {
             }
             hit[j as usize] = true;
         }
-        let strides = self.0.shape.strides();
+        let strides = Shape::new(self.shape()).strides();
         let mask: Vec<bool> = (0..self.numel()).map(|k| hit[(k / strides[d]) % self.shape()[d]]).collect();
         let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
         self.inplace(|x| apply("IndexFillBackward0", Op::Where, &[&mask, &x.scalar_like(v), x]))

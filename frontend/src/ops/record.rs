@@ -6,9 +6,9 @@ use crate::autograd::mode::is_grad_enabled;
 use crate::autograd::node::{gradient_edge, Kind, Node, Saved, SavedResult, SavedTensor};
 use crate::autograd::plan::{Program, ReversePlan, Template};
 use crate::error::Result;
-use crate::expr::{Expr, FastMap, FxHasher};
-use crate::tensor::{Meta, Tensor};
-use kiln_ir::{BinaryOp, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use crate::expr::{Expr, FastMap, FxHasher, Operands};
+use crate::tensor::{Dims, Meta, Tensor};
+use kiln_ir::{BinaryOp, DType, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -24,23 +24,54 @@ fn records(inputs: &[&Tensor], out_is_float: bool) -> bool {
     out_is_float && is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
 }
 
-fn is_view_op(op: &Op) -> bool {
+pub(crate) fn is_view_op(op: &Op) -> bool {
     matches!(op, Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. })
 }
 
 /// `op(inputs)` as a new tensor; its `grad_fn` (if recorded) is called `name`.
 pub(crate) fn apply(name: &'static str, op: Op, inputs: &[&Tensor]) -> Result<Tensor> {
-    let expr = Expr::apply(op.clone(), inputs.iter().map(|t| t.expr()).collect())?;
+    apply_typed(name, op, inputs, None)
+}
+
+/// [`apply`], given the result's type and [`Expr::op_hash`] when the caller knows them already
+/// (a replayed reverse program whose operands have the types its template was built for).
+pub(crate) fn apply_typed(
+    name: &'static str,
+    op: Op,
+    inputs: &[&Tensor],
+    typed: Option<(DType, Shape, u64)>,
+) -> Result<Tensor> {
+    let operands: Operands = inputs.iter().map(|t| t.expr()).collect();
+    let (dtype, shape, hash) = match typed {
+        Some(t) => t,
+        None => {
+            let (d, s) = Expr::infer(&op, &operands)?;
+            let h = Expr::op_hash(&op, d, &s);
+            (d, s, h)
+        }
+    };
     let view = is_view_op(&op);
-    if !records(inputs, expr.dtype.is_float()) {
-        return Ok(Tensor::build(expr, Meta::default(), view));
+    // Each input's autograd state is read once (it is behind a lock).
+    let requires: Flags = if dtype.is_float() && is_grad_enabled() {
+        inputs.iter().map(|t| t.requires_grad()).collect()
+    } else {
+        Flags::new()
+    };
+    if !requires.iter().any(|&r| r) {
+        return Ok(Tensor::build(
+            Expr::pending_hashed(op, operands, dtype, shape, hash),
+            Meta::default(),
+            view,
+        ));
     }
-    let needs = needs_grad(inputs);
-    let plan = cached_plan(&op, inputs, &needs, || {
+    let needs: Flags = inputs.iter().zip(&requires).map(|(t, &r)| r && t.dtype().is_float()).collect();
+    let key = KeyOf { op: &op, inputs, operands: &operands, requires: &requires, needs: &needs };
+    let plan = cached_plan(&key, || {
         let (mut graph, nodes) = template_inputs(inputs);
         let output = graph.add(op.clone(), &nodes.iter().map(|n| n.1).collect::<Vec<_>>())?;
         ReversePlan::new(Template { graph, inputs: nodes.iter().map(|n| n.0).collect(), output }, &needs)
     })?;
+    let expr = Expr::pending_hashed(op, operands, dtype, shape, hash);
     record(Cow::Borrowed(name), plan, inputs, &needs, expr, view)
 }
 
@@ -52,59 +83,75 @@ struct PlanKey {
     needs: Vec<bool>,
 }
 
-impl PlanKey {
-    fn new(op: &Op, inputs: &[&Tensor], needs: &[bool]) -> PlanKey {
-        let inputs = inputs.iter().map(|t| (t.dtype(), t.0.shape.clone(), constant_operand(t))).collect();
-        PlanKey { op: op.clone(), inputs, needs: needs.to_vec() }
+/// The plan key of a recorded op, borrowed from what `apply` already has in hand.
+struct KeyOf<'a> {
+    op: &'a Op,
+    inputs: &'a [&'a Tensor],
+    /// The inputs' current exprs.
+    operands: &'a [Arc<Expr>],
+    /// Per input: whether it requires grad (its constant, if any, is then not embedded).
+    requires: &'a [bool],
+    needs: &'a [bool],
+}
+
+impl KeyOf<'_> {
+    /// The literal input `i` embeds in the template, borrowed.
+    fn constant(&self, i: usize) -> Option<&Literal> {
+        if self.requires[i] {
+            return None;
+        }
+        self.operands[i].pending_constant()
     }
 
-    /// Whether this key describes `op(inputs)` (compared in place: building a key to look one up
-    /// would allocate on every recorded op).
-    fn describes(&self, op: &Op, inputs: &[&Tensor], needs: &[bool]) -> bool {
-        self.op == *op
-            && self.needs == needs
-            && self.inputs.len() == inputs.len()
-            && self.inputs.iter().zip(inputs).all(|((d, s, lit), t)| {
-                *d == t.dtype() && *s == t.0.shape && lit.as_ref() == constant_operand(t).as_ref()
+    fn to_key(&self) -> PlanKey {
+        let inputs = (0..self.inputs.len())
+            .map(|i| (self.inputs[i].dtype(), Shape::new(self.inputs[i].shape()), self.constant(i).cloned()))
+            .collect();
+        PlanKey { op: self.op.clone(), inputs, needs: self.needs.to_vec() }
+    }
+
+    /// Whether `k` is this key (compared in place: building a key to look one up would
+    /// allocate on every recorded op).
+    fn is(&self, k: &PlanKey) -> bool {
+        k.op == *self.op
+            && k.needs == self.needs
+            && k.inputs.len() == self.inputs.len()
+            && k.inputs.iter().zip(self.inputs).enumerate().all(|(i, ((d, s, lit), t))| {
+                *d == t.dtype() && s.dims() == t.shape() && lit.as_ref() == self.constant(i)
             })
     }
 
-    /// The hash of the key `op(inputs)` would have, computed without building it.
-    fn hash_of(op: &Op, inputs: &[&Tensor], needs: &[bool]) -> u64 {
+    /// The hash of the key, computed without building it.
+    fn hash(&self) -> u64 {
         let mut h = FxHasher::default();
-        op.hash(&mut h);
-        for t in inputs {
+        self.op.hash(&mut h);
+        for (i, t) in self.inputs.iter().enumerate() {
             t.dtype().hash(&mut h);
-            t.0.shape.hash(&mut h);
-            if !t.requires_grad() {
+            t.shape().hash(&mut h);
+            if !self.requires[i] {
                 // Only pending constants are embedded; hash the operand's op hash, which covers
                 // the literal, rather than cloning the literal.
-                t.expr().constant_hash().hash(&mut h);
+                self.operands[i].constant_hash().hash(&mut h);
             }
         }
-        needs.hash(&mut h);
+        self.needs.hash(&mut h);
         h.finish()
     }
 }
 
 /// Reverse plans of primitive ops, shared: a training loop records the same ops every step, and
 /// running the autodiff pass for each of them every time would dominate small steps. Keyed by
-/// [`PlanKey::hash_of`]; a bucket holds the (rare) keys with equal hashes.
+/// [`KeyOf::hash`]; a bucket holds the (rare) keys with equal hashes.
 type PlanBuckets = FastMap<u64, Vec<(PlanKey, Arc<ReversePlan>)>>;
 static PLANS: Mutex<Option<PlanBuckets>> = Mutex::new(None);
 const PLAN_CACHE_LIMIT: usize = 4096;
 
-fn cached_plan(
-    op: &Op,
-    inputs: &[&Tensor],
-    needs: &[bool],
-    make: impl FnOnce() -> Result<ReversePlan>,
-) -> Result<Arc<ReversePlan>> {
-    let h = PlanKey::hash_of(op, inputs, needs);
+fn cached_plan(key: &KeyOf<'_>, make: impl FnOnce() -> Result<ReversePlan>) -> Result<Arc<ReversePlan>> {
+    let h = key.hash();
     {
         let mut cache = PLANS.lock().unwrap_or_else(|p| p.into_inner());
         let bucket = cache.get_or_insert_with(FastMap::default).get(&h);
-        if let Some((_, p)) = bucket.and_then(|b| b.iter().find(|(k, _)| k.describes(op, inputs, needs))) {
+        if let Some((_, p)) = bucket.and_then(|b| b.iter().find(|(k, _)| key.is(k))) {
             return Ok(p.clone());
         }
     }
@@ -114,11 +161,14 @@ fn cached_plan(
     if cache.len() >= PLAN_CACHE_LIMIT {
         cache.clear();
     }
-    cache.entry(h).or_default().push((PlanKey::new(op, inputs, needs), plan.clone()));
+    cache.entry(h).or_default().push((key.to_key(), plan.clone()));
     Ok(plan)
 }
 
-fn needs_grad(inputs: &[&Tensor]) -> Vec<bool> {
+/// Per operand flags (requires grad, needs grad), inline for the usual few operands.
+type Flags = smallvec::SmallVec<[bool; 4]>;
+
+fn needs_grad(inputs: &[&Tensor]) -> Flags {
     inputs.iter().map(|t| t.requires_grad() && t.dtype().is_float()).collect()
 }
 
@@ -197,19 +247,18 @@ fn record(
         .iter()
         .zip(&plan.uses_input)
         .map(|(t, &u)| if u { SavedTensor::new(t).map(Some) } else { Ok(None) })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<_>>()?;
     let uses_result = plan.uses_result;
-    let outputs = vec![(expr.dtype, expr.shape.clone())];
+    let outputs = smallvec::smallvec![(expr.dtype, Dims::from_slice(expr.shape.dims()))];
     let saved = Saved { released: false, inputs: saved_inputs, result: None };
     let node = Node::new(name, Kind::Graph(plan), next, outputs, saved);
     let out = Tensor::build(expr, Meta { grad_fn: Some(node.clone()), ..Meta::default() }, view);
     if uses_result {
         node.saved().result = Some(SavedResult {
             expr: out.expr(),
-            version_counter: out.0.version.clone(),
+            version_counter: out.0.version.shared(),
             version: 0,
             node: Arc::downgrade(&node),
-            shape: out.0.shape.clone(),
         });
     }
     Ok(out)
