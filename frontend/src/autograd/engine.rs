@@ -255,7 +255,12 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
         }
     }
 
-    // One realization for everything this pass produced.
+    // With `create_graph` the gradients are recorded values like any other op's result: they
+    // stay lazy, so a following `grad`/`backward` of them (a higher-order derivative) computes
+    // the whole chain in one graph. Otherwise one realization for everything this pass produced.
+    if req.create_graph {
+        return Ok(captured);
+    }
     let mut exprs: SmallVec<[Arc<crate::expr::Expr>; 4]> = SmallVec::new();
     for t in &to_realize {
         if let Some(g) = t.meta().grad.clone() {
