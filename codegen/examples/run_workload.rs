@@ -27,6 +27,12 @@ fn main() {
             Value::from_f64(n.dtype, n.shape.clone(), &d).unwrap()
         })
         .collect();
+    let t0 = std::time::Instant::now();
+    let (_, p) = exe.run_profiled(&inputs).unwrap();
+    println!("first run {:.3} ms", t0.elapsed().as_secs_f64() * 1e3);
+    for (n, d) in &p {
+        println!("  first {n:<38} {:8.3} ms", d.as_secs_f64() * 1e3);
+    }
     let mut tot = vec![0.0f64; 64];
     let mut min = vec![f64::INFINITY; 64];
     let mut names = vec![];

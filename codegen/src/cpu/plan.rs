@@ -78,6 +78,13 @@ impl LoopKernel {
             .unwrap_or(self.ext[self.lane])
     }
 
+    /// Whether every λ range a lane loop covers has a length that is a multiple of `m` (every
+    /// block, the last one included, or the whole λ axis).
+    pub(crate) fn lane_ranges_multiple_of(&self, m: usize) -> bool {
+        let block = self.lane_range_max();
+        block % m == 0 && self.ext[self.lane] % m == 0
+    }
+
     pub(crate) fn has_reduction(&self) -> bool {
         self.red.iter().any(|&r| r)
     }
