@@ -249,7 +249,11 @@ impl<'g> Fuser<'g> {
                 }
             }
         }
-        let mut best: Option<((usize, std::cmp::Reverse<usize>, std::cmp::Reverse<usize>), NodeId)> = None;
+        use std::cmp::Reverse;
+        // (saving, smaller computation first, earlier node first)
+        type Key = (usize, Reverse<usize>, Reverse<usize>);
+        let mut best: Option<(Key, NodeId)> = None;
+        let (mut visit, mut stamp) = (vec![0u32; g.node_bound()], 0u32);
         let mut ids: Vec<NodeId> = kernels.keys().copied().collect();
         ids.sort_by_key(|n| n.index());
         for n in ids {
@@ -258,12 +262,16 @@ impl<'g> Fuser<'g> {
                 continue;
             }
             // The inlined computation of n: its operands up to realized values.
-            let (mut seen, mut stack, mut heavy) = (vec![n], vec![n], 0usize);
+            // (`visit[m] == stamp`: m seen in this walk.)
+            stamp += 1;
+            visit[n.index()] = stamp;
+            let (mut stack, mut size, mut heavy) = (vec![n], 1usize, 0usize);
             while let Some(m) = stack.pop() {
                 heavy += transcendental(g, m) as usize;
                 for x in g.operands(m) {
-                    if !self.realized[x.index()] && !seen.contains(&x) {
-                        seen.push(x);
+                    if !self.realized[x.index()] && visit[x.index()] != stamp {
+                        visit[x.index()] = stamp;
+                        size += 1;
                         stack.push(x);
                     }
                 }
@@ -271,7 +279,7 @@ impl<'g> Fuser<'g> {
             if heavy == 0 {
                 continue;
             }
-            let key = ((ks.len() - 1) * heavy, std::cmp::Reverse(seen.len()), std::cmp::Reverse(n.index()));
+            let key = ((ks.len() - 1) * heavy, Reverse(size), Reverse(n.index()));
             if best.as_ref().is_none_or(|(b, _)| key > *b) {
                 best = Some((key, n));
             }
