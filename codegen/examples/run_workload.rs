@@ -1,4 +1,5 @@
-//! Runs a workload's schedule `reps` times on the CPU backend (for `perf`):
+//! Runs a workload's schedule `reps` times on the CPU backend (for `perf`), printing each
+//! step's mean and min time:
 //! `cargo run --release -p kiln-codegen --example run_workload -- ln 20`.
 use kiln_ir::interp::Value;
 fn main() {
@@ -11,6 +12,12 @@ fn main() {
     };
     let c = kiln_passes::pipeline::compile(&g, &Default::default()).unwrap();
     let exe = kiln_codegen::cpu::compile(&c.schedule).unwrap();
+    let st = exe.stats();
+    let passes_ms: f64 = c.report.pass_micros.iter().map(|p| p.1).sum::<f64>() / 1e3;
+    println!("passes {passes_ms:.3} ms, compile {:.3} ms", st.total.as_secs_f64() * 1e3);
+    for (n, d) in &st.kernels {
+        println!("  compile {n:<36} {:8.3} ms", d.as_secs_f64() * 1e3);
+    }
     let inputs: Vec<Value> = g
         .inputs()
         .iter()
@@ -20,12 +27,20 @@ fn main() {
             Value::from_f64(n.dtype, n.shape.clone(), &d).unwrap()
         })
         .collect();
+    let t0 = std::time::Instant::now();
+    let (_, p) = exe.run_profiled(&inputs).unwrap();
+    println!("first run {:.3} ms", t0.elapsed().as_secs_f64() * 1e3);
+    for (n, d) in &p {
+        println!("  first {n:<38} {:8.3} ms", d.as_secs_f64() * 1e3);
+    }
     let mut tot = vec![0.0f64; 64];
+    let mut min = vec![f64::INFINITY; 64];
     let mut names = vec![];
     for _ in 0..reps {
         let (_, p) = exe.run_profiled(&inputs).unwrap();
         for (i, (n, d)) in p.iter().enumerate() {
             tot[i] += d.as_secs_f64();
+            min[i] = min[i].min(d.as_secs_f64());
             if names.len() <= i {
                 names.push(n.clone());
             }
@@ -44,6 +59,6 @@ fn main() {
         }
     }
     for (i, n) in names.iter().enumerate() {
-        println!("{n:<40} {:8.3} ms", tot[i] / reps as f64 * 1e3);
+        println!("{n:<40} {:8.3} ms (min {:.3})", tot[i] / reps as f64 * 1e3, min[i] * 1e3);
     }
 }

@@ -105,6 +105,27 @@ fn large_reductions_split_over_threads() {
             check_with(&sb.s, &random_inputs(&sb.s, 2), rt * 10.0, at * 10.0);
         }
     }
+    // Column reductions cut into row ranges (two stages), with a value stored at every point
+    // (stage 1) and a post-reduce value stored per column (stage 2): layer norm's dx, dγ.
+    for (r, c) in [(4096usize, 300usize), (300, 4096)] {
+        let mut sb = Sb::new();
+        let x = sb.input(DType::F32, r * c);
+        let (o_pre, o_sum, o_post) =
+            (sb.computed(DType::F32, r * c), sb.computed(DType::F32, c), sb.computed(DType::F32, c));
+        let mut k = Kb::new("colsum", &[r, c], &[0]);
+        let a = k.load_c(x, DType::F32);
+        let two = k.c(2.0, DType::F32);
+        let a2 = k.bin(BinaryOp::Mul, a, two);
+        let sq = k.bin(BinaryOp::Mul, a, a);
+        let s = k.reduce(ReduceOp::Sum, sq);
+        let half = k.c(0.5, DType::F32);
+        let h = k.bin(BinaryOp::Mul, s, half);
+        k.store_c(o_pre, a2).store(o_sum, s, 0, &[0, 1]).store(o_post, h, 0, &[0, 1]);
+        sb.kernel(k).output(o_pre, &[r, c]).output(o_sum, &[c]).output(o_post, &[c]);
+        let exe = check_with(&sb.s, &random_inputs(&sb.s, 3), 1e-5, 1e-5);
+        let names: Vec<&str> = exe.stats().kernels.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["colsum.stage1", "colsum.stage2"], "{r}×{c}");
+    }
     // A full reduction of 2^20 elements (one work unit).
     let sb = reduce_schedule(&[1 << 20], &[0], ReduceOp::Sum, DType::F32);
     check_with(&sb.s, &random_inputs(&sb.s, 2), 1e-6, 1e-4);

@@ -11,7 +11,10 @@
 //!   saved copy);
 //! - a value is realized after all when inlining it is impossible or wasteful: when a kernel
 //!   would evaluate it more often than it has elements (a broadcast), when a reshape of it cannot
-//!   be expressed as an index map, or when a matmul operand is not a strided view of a buffer.
+//!   be expressed as an index map, or when a matmul operand is not a strided view of a buffer;
+//! - a large value whose inlined computation has transcendental ops is realized when several
+//!   kernels (as merged) would compute it at every point: layer norm + GELU's backward needed
+//!   `erf` and `exp` in four kernels (see `Fuser::worth_sharing`).
 //!
 //! One kernel is built per realized value (reductions over their input's domain, concat
 //! operands into slices of the result), then kernels over the same domain that do not depend on
@@ -22,7 +25,7 @@ use crate::kernel::{
     Access, Buffer, BufferId, Instr, KOp, Kernel, MatMulStep, MatOperand, Role, Schedule, Step, Store,
     ValueId,
 };
-use kiln_ir::{Graph, NodeId, Op, ReduceOp, Shape};
+use kiln_ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
 use std::collections::HashMap;
 
 /// Why a kernel could not be built as asked: this node must get a buffer.
@@ -85,6 +88,15 @@ fn broadcast_rows(map: &Map, from: &[usize], to: &[usize], rank: usize) -> Map {
     Map { rows, flat: None }
 }
 
+/// A schedule as built for the current choice of realized nodes.
+struct Built {
+    schedule: Schedule,
+    /// The node whose value each buffer holds.
+    sources: Vec<NodeId>,
+    /// For each step, the nodes it computes inline at every point of its domain.
+    computed_in: Vec<Vec<NodeId>>,
+}
+
 struct Fuser<'g> {
     g: &'g Graph,
     realized: Vec<bool>,
@@ -94,11 +106,13 @@ struct KernelBuilder {
     domain: Vec<usize>,
     instrs: Vec<Instr>,
     memo: HashMap<(NodeId, Map), ValueId>,
+    /// Elementwise nodes computed here at every point of the domain (not loaded).
+    inlined: Vec<NodeId>,
 }
 
 impl KernelBuilder {
     fn new(domain: Vec<usize>) -> KernelBuilder {
-        KernelBuilder { domain, instrs: Vec::new(), memo: HashMap::new() }
+        KernelBuilder { domain, instrs: Vec::new(), memo: HashMap::new(), inlined: Vec::new() }
     }
 
     fn push(&mut self, op: KOp, dtype: kiln_ir::DType) -> ValueId {
@@ -182,6 +196,9 @@ impl<'g> Fuser<'g> {
                     if !root && n.shape.numel() < kb.numel() {
                         return Err(Build::Realize(id));
                     }
+                    if !root {
+                        kb.inlined.push(id);
+                    }
                     let xs = self.g.operands(id);
                     let mut args = Vec::with_capacity(xs.len());
                     for &x in &xs {
@@ -211,6 +228,65 @@ impl<'g> Fuser<'g> {
         Ok(v)
     }
 
+    /// The inlined value most worth a buffer of its own, if any: an elementwise value whose
+    /// inlined computation includes transcendental ops and that several kernels (after merging)
+    /// compute at every point. Realizing it computes those ops once, for a write and a read per
+    /// element in each kernel that used it — far cheaper than an `erf` or `exp` per element
+    /// (layer norm + GELU's backward recomputed `erf` and `exp` in four kernels).
+    ///
+    /// The choice maximises (kernels − 1) × transcendental ops saved; among equals, the smallest
+    /// inlined computation wins (the value closest to the ops themselves, which the others are
+    /// cheap arithmetic on). One value per call: the caller rebuilds, as realizing it changes what
+    /// the other values cost and where kernels merge.
+    fn worth_sharing(&self, computed_in: &[Vec<NodeId>]) -> Option<NodeId> {
+        let g = self.g;
+        let mut kernels: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (k, nodes) in computed_in.iter().enumerate() {
+            for &n in nodes {
+                let ks = kernels.entry(n).or_default();
+                if ks.last() != Some(&k) {
+                    ks.push(k);
+                }
+            }
+        }
+        use std::cmp::Reverse;
+        // (saving, smaller computation first, earlier node first)
+        type Key = (usize, Reverse<usize>, Reverse<usize>);
+        let mut best: Option<(Key, NodeId)> = None;
+        let (mut visit, mut stamp) = (vec![0u32; g.node_bound()], 0u32);
+        let mut ids: Vec<NodeId> = kernels.keys().copied().collect();
+        ids.sort_by_key(|n| n.index());
+        for n in ids {
+            let ks = &kernels[&n];
+            if ks.len() < 2 || g.node(n).shape.numel() < MIN_SHARED_NUMEL {
+                continue;
+            }
+            // The inlined computation of n: its operands up to realized values.
+            // (`visit[m] == stamp`: m seen in this walk.)
+            stamp += 1;
+            visit[n.index()] = stamp;
+            let (mut stack, mut size, mut heavy) = (vec![n], 1usize, 0usize);
+            while let Some(m) = stack.pop() {
+                heavy += transcendental(g, m) as usize;
+                for x in g.operands(m) {
+                    if !self.realized[x.index()] && visit[x.index()] != stamp {
+                        visit[x.index()] = stamp;
+                        size += 1;
+                        stack.push(x);
+                    }
+                }
+            }
+            if heavy == 0 {
+                continue;
+            }
+            let key = ((ks.len() - 1) * heavy, Reverse(size), Reverse(n.index()));
+            if best.as_ref().is_none_or(|(b, _)| key > *b) {
+                best = Some((key, n));
+            }
+        }
+        best.map(|(_, n)| n)
+    }
+
     /// A matmul operand as a strided view of a buffer: (node owning the buffer, access over
     /// the operand's own shape).
     fn view(&self, id: NodeId) -> std::result::Result<(NodeId, Access), Build> {
@@ -232,7 +308,7 @@ impl<'g> Fuser<'g> {
         }
     }
 
-    fn build(&self) -> std::result::Result<(Schedule, Vec<NodeId>), Build> {
+    fn build(&self) -> std::result::Result<Built, Build> {
         let g = self.g;
         let live = g.live_mask();
         let order = g.topo_order().map_err(|e| Build::Fail(e.into()))?;
@@ -265,7 +341,7 @@ impl<'g> Fuser<'g> {
                 }
             }
         }
-        let mut steps: Vec<Step> = Vec::new();
+        let mut steps: Vec<(Step, Vec<NodeId>)> = Vec::new();
         for (ki, &r) in roots.iter().enumerate() {
             let n = g.node(r);
             let out = buf_of[&r];
@@ -274,13 +350,8 @@ impl<'g> Fuser<'g> {
                 Op::MatMul => {
                     let xs = g.operands(r);
                     let (a, b) = (self.view(xs[0])?, self.view(xs[1])?);
-                    steps.push(Step::MatMul(self.matmul(
-                        r,
-                        name,
-                        (buf_of[&a.0], a.1),
-                        (buf_of[&b.0], b.1),
-                        out,
-                    )));
+                    let mm = self.matmul(r, name, (buf_of[&a.0], a.1), (buf_of[&b.0], b.1), out);
+                    steps.push((Step::MatMul(mm), vec![]));
                 }
                 Op::Concat { axis } => {
                     let ax = n.shape.axis(*axis).expect("verified");
@@ -296,7 +367,7 @@ impl<'g> Fuser<'g> {
                         };
                         off += xshape[ax];
                         let store = Store { buffer: out, value: v, access };
-                        steps.push(Step::Kernel(finish(kb, format!("{name}{j}"), vec![], vec![store])));
+                        steps.push(finish(kb, format!("{name}{j}"), vec![], vec![store]));
                     }
                 }
                 Op::Reduce { op, axes, .. } => {
@@ -341,24 +412,19 @@ impl<'g> Fuser<'g> {
                             .map(|d| if axes.contains(&d) { 0 } else { kst[d] as i64 })
                             .collect(),
                     };
-                    steps.push(Step::Kernel(finish(
-                        kb,
-                        name,
-                        red_axes,
-                        vec![Store { buffer: out, value: v, access }],
-                    )));
+                    steps.push(finish(kb, name, red_axes, vec![Store { buffer: out, value: v, access }]));
                 }
                 _ => {
                     let shape = n.shape.0.clone();
                     let mut kb = KernelBuilder::new(shape.clone());
                     let v = self.emit(&mut kb, r, &Map::identity(&shape), true)?;
                     let store = Store { buffer: out, value: v, access: Access::contiguous(&shape) };
-                    steps.push(Step::Kernel(finish(kb, name, vec![], vec![store])));
+                    steps.push(finish(kb, name, vec![], vec![store]));
                 }
             }
         }
         // Loads were emitted with placeholder ids (usize::MAX - node index): resolve them.
-        for step in &mut steps {
+        for (step, _) in &mut steps {
             match step {
                 Step::Kernel(k) => {
                     for ins in &mut k.instrs {
@@ -370,12 +436,18 @@ impl<'g> Fuser<'g> {
                 Step::MatMul(_) => {}
             }
         }
-        s.steps = merge(steps);
+        let (steps, inlined): (Vec<Step>, Vec<Vec<NodeId>>) = steps.into_iter().unzip();
+        let (merged, into) = merge(steps);
+        s.steps = merged;
+        let mut computed_in: Vec<Vec<NodeId>> = vec![Vec::new(); s.steps.len()];
+        for (nodes, &j) in inlined.into_iter().zip(&into) {
+            computed_in[j].extend(nodes);
+        }
         for &o in g.outputs() {
             s.outputs.push((buf_of[&o], g.node(o).shape.0.clone()));
         }
         s.verify().map_err(Build::Fail)?;
-        Ok((s, sources))
+        Ok(Built { schedule: s, sources, computed_in })
     }
 
     fn matmul(
@@ -429,19 +501,27 @@ impl<'g> Fuser<'g> {
     }
 }
 
-fn finish(kb: KernelBuilder, name: String, reduce_axes: Vec<usize>, stores: Vec<Store>) -> Kernel {
-    Kernel { name, domain: kb.domain, reduce_axes, instrs: kb.instrs, stores }
+/// The kernel, and the nodes it computes inline at every point.
+fn finish(
+    kb: KernelBuilder,
+    name: String,
+    reduce_axes: Vec<usize>,
+    stores: Vec<Store>,
+) -> (Step, Vec<NodeId>) {
+    (Step::Kernel(Kernel { name, domain: kb.domain, reduce_axes, instrs: kb.instrs, stores }), kb.inlined)
 }
 
 /// Merges each kernel into an earlier one over the same domain when it does not depend on
 /// anything computed from that one on (so it can run at the earlier kernel's place).
-fn merge(steps: Vec<Step>) -> Vec<Step> {
+/// Also returns, for each step given, the index of the step it ended up in.
+fn merge(steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
     let compatible = |o: &Kernel, k: &Kernel| {
         o.domain == k.domain
             && (o.reduce_axes == k.reduce_axes || o.reduce_axes.is_empty() || k.reduce_axes.is_empty())
             && o.instrs.len() + k.instrs.len() <= MAX_KERNEL_INSTRS
     };
     let mut out: Vec<Step> = Vec::new();
+    let mut into = Vec::with_capacity(steps.len());
     for step in steps {
         let target = match &step {
             Step::Kernel(k) => {
@@ -449,10 +529,17 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
                 // The last step this one depends on, directly.
                 let dep = out.iter().rposition(|p| p.writes().iter().any(|w| r.contains(w)));
                 // It can join the kernel it depends on when every value it reads from it is
-                // available there, at the same point (then the load becomes that value).
+                // available there, at the same point (then the load becomes that value). A row
+                // reduction joining an elementwise kernel makes it a reduction that also stores
+                // values at every point (softmax's `exp(x − max)`, realized for the sum and the
+                // division, is stored by the kernel that sums it); column reductions are left
+                // alone (they would cut the elementwise kernel's parallelism on a GPU).
+                let rows = |k: &Kernel| k.reduce_axes.contains(&(k.domain.len().wrapping_sub(1)));
                 let join_dep = dep.filter(|&d| match &out[d] {
                     Step::Kernel(o) => {
-                        (compatible(o, k) && substitutable(o, k) && k.reduce_axes.is_empty())
+                        (compatible(o, k)
+                            && substitutable(o, k)
+                            && (k.reduce_axes.is_empty() || (o.reduce_axes.is_empty() && rows(k))))
                             || (o.instrs.len() + k.instrs.len() <= MAX_KERNEL_INSTRS
                                 && as_epilogue(o, k).is_some())
                     }
@@ -470,11 +557,15 @@ fn merge(steps: Vec<Step>) -> Vec<Step> {
                 let Step::Kernel(o) = &mut out[j] else { unreachable!("target is a kernel") };
                 let k = as_epilogue(o, &k).unwrap_or(k);
                 absorb(o, k);
+                into.push(j);
             }
-            (_, step) => out.push(step),
+            (_, step) => {
+                out.push(step);
+                into.push(out.len() - 1);
+            }
         }
     }
-    out
+    (out, into)
 }
 
 /// `k` rewritten to run after `o`'s reduction, once per outer point, if it can: `k` is
@@ -584,6 +675,30 @@ fn absorb(into: &mut Kernel, k: Kernel) {
 /// The longest chain of inlined ops in one kernel.
 const MAX_INLINE_DEPTH: usize = 256;
 
+/// Smallest value (in elements) that [`Fuser::worth_sharing`] gives a buffer: below it,
+/// recomputing is cheaper than another kernel.
+const MIN_SHARED_NUMEL: usize = 1 << 12;
+
+/// Whether `op` costs tens of instructions per element (a polynomial or a call), unlike
+/// arithmetic: what makes recomputing a value in several kernels expensive.
+fn transcendental(g: &Graph, id: NodeId) -> bool {
+    match &g.node(id).op {
+        Op::Unary(u) => matches!(
+            u,
+            UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Tanh
+                | UnaryOp::Sigmoid
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos
+        ),
+        // x^c with a constant exponent is a few multiplications.
+        Op::Binary(BinaryOp::Pow) => !matches!(g.node(g.operands(id)[1]).op, Op::Constant(_)),
+        _ => false,
+    }
+}
+
 /// Kernels are not merged beyond this many instructions (compile time grows faster than
 /// linearly with function size, and merging long chains back together would undo the cut).
 const MAX_KERNEL_INSTRS: usize = 1024;
@@ -624,7 +739,10 @@ pub fn schedule_with_sources(g: &Graph) -> Result<(Schedule, Vec<NodeId>)> {
     }
     loop {
         match f.build() {
-            Ok(s) => return Ok(s),
+            Ok(b) => match f.worth_sharing(&b.computed_in) {
+                Some(n) => f.realized[n.index()] = true,
+                None => return Ok((b.schedule, b.sources)),
+            },
             Err(Build::Realize(n)) if !f.realized[n.index()] => f.realized[n.index()] = true,
             Err(Build::Realize(n)) => {
                 return Err(Error::Schedule(format!("node {} was asked to be realized twice", n.index())))

@@ -66,9 +66,82 @@ fn mlp_train_step() {
     insta::assert_snapshot!(fused(kiln_passes::workloads::mlp(256, &[784, 1024, 1024, 10]).unwrap()));
 }
 
+/// How many instructions of the schedule's kernels are the unary op `op`.
+fn count_unary(s: &kiln_passes::kernel::Schedule, op: kiln_ir::UnaryOp) -> usize {
+    use kiln_passes::kernel::{KOp, Step};
+    s.steps
+        .iter()
+        .filter_map(|st| match st {
+            Step::Kernel(k) => {
+                Some(k.instrs.iter().filter(|i| matches!(i.op, KOp::Unary(u, _) if u == op)).count())
+            }
+            Step::MatMul(_) => None,
+        })
+        .sum()
+}
+
 #[test]
 fn layer_norm_gelu_forward_and_backward() {
+    use kiln_ir::UnaryOp::{Erf, Exp};
+    let mut g = kiln_passes::workloads::layer_norm_gelu(4096, 1024).unwrap();
+    simplify(&mut g).unwrap();
+    let s = schedule(&g).unwrap();
+    // The forward kernel computes erf and exp once and stores the gradient at the GELU's
+    // input; the three backward reductions read it instead of recomputing both.
+    assert_eq!((count_unary(&s, Erf), count_unary(&s, Exp)), (1, 1), "{s}");
     insta::assert_snapshot!(fused(kiln_passes::workloads::layer_norm_gelu(4096, 1024).unwrap()));
+}
+
+/// `exp(x)` (or `f(x)`) summed over rows and over columns: two reductions that cannot share a
+/// kernel, both needing the value at every point.
+fn two_reductions_of(
+    rows: usize,
+    cols: usize,
+    f: impl Fn(&mut Graph, kiln_ir::NodeId) -> kiln_ir::NodeId,
+) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input("x", kiln_ir::DType::F32, [rows, cols]);
+    let e = f(&mut g, x);
+    let y = g.mul(e, x).unwrap();
+    let r = g.reduce(kiln_ir::ReduceOp::Sum, y, vec![1], false).unwrap();
+    let c = g.reduce(kiln_ir::ReduceOp::Sum, e, vec![0], false).unwrap();
+    g.set_outputs(vec![r, c]);
+    g
+}
+
+#[test]
+fn transcendental_values_needed_by_several_kernels_are_computed_once() {
+    use kiln_ir::UnaryOp::Exp;
+    let exp = |g: &mut Graph, x| g.unary(Exp, x).unwrap();
+    let g = two_reductions_of(64, 128, exp);
+    let s = schedule(&g).unwrap();
+    assert_eq!(count_unary(&s, Exp), 1, "exp(x) gets a buffer:\n{s}");
+    assert!(
+        s.buffers.iter().any(|b| b.numel == 64 * 128 && b.role == kiln_passes::kernel::Role::Computed),
+        "{s}"
+    );
+    let vals = kiln_passes::workloads::sample_inputs(&g);
+    let (want, got) = (run(&g, &vals).unwrap(), execute(&s, &vals).unwrap());
+    for (a, b) in got.iter().zip(&want) {
+        assert!(allclose(a, b, 1e-5, 1e-6), "{s}\n{a:?}\nvs\n{b:?}");
+    }
+    // Small values are recomputed: another kernel would cost more than the exp.
+    let s = schedule(&two_reductions_of(8, 16, exp)).unwrap();
+    assert_eq!(count_unary(&s, Exp), 2, "{s}");
+}
+
+#[test]
+fn cheap_values_needed_by_several_kernels_are_recomputed() {
+    let sq = |g: &mut Graph, x| {
+        let one = g.scalar(kiln_ir::DType::F32, 1.0);
+        let xx = g.mul(x, x).unwrap();
+        g.add_(xx, one).unwrap()
+    };
+    let s = schedule(&two_reductions_of(64, 128, sq)).unwrap();
+    assert!(
+        s.buffers.iter().all(|b| b.numel < 64 * 128 || b.role != kiln_passes::kernel::Role::Computed),
+        "{s}"
+    );
 }
 
 #[test]

@@ -302,10 +302,16 @@ impl Em<'_, '_> {
         let var = self.b.declare_var(types::I64);
         self.b.def_var(var, lo);
         // Only the steps a range of at most `max_len` points can take (small domains get only
-        // the scalar loop: less code to compile).
+        // the scalar loop: less code to compile), and no tail loops when every range is a
+        // multiple of a larger step (they would never run; the code of a kernel with erf and exp
+        // is ~40% tail loops).
         let max_len = self.k.lane_range_max();
-        for l in [self.k.group, 4, 1] {
+        let steps = [self.k.group, 4, 1];
+        for (i, &l) in steps.iter().enumerate() {
             if l > max_len && l > 1 {
+                continue;
+            }
+            if steps[..i].iter().any(|&big| big <= max_len && self.k.lane_ranges_multiple_of(big)) {
                 continue;
             }
             let mut c = ctx.clone();

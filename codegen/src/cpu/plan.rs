@@ -78,6 +78,13 @@ impl LoopKernel {
             .unwrap_or(self.ext[self.lane])
     }
 
+    /// Whether every λ range a lane loop covers has a length that is a multiple of `m` (every
+    /// block, the last one included, or the whole λ axis).
+    pub(crate) fn lane_ranges_multiple_of(&self, m: usize) -> bool {
+        let block = self.lane_range_max();
+        block % m == 0 && self.ext[self.lane] % m == 0
+    }
+
     pub(crate) fn has_reduction(&self) -> bool {
         self.red.iter().any(|&r| r)
     }
@@ -313,11 +320,17 @@ pub(crate) fn plan_kernel(
         // Elementwise: blocks of ~8 K points. With a reduction, a block is the λ range whose
         // accumulators live on the stack while the reduce loops run (see `emit`): at most 512
         // lanes (8 KiB per reduction), at least 64, and a quarter of λ so that several units
-        // exist to split.
-        let want = if red.iter().any(|&r| r) {
-            ext[lane].div_ceil(4).clamp(64, 512).next_multiple_of(group)
-        } else {
+        // exist to split. When the other axes give units enough (stage 1 of a column reduction
+        // cut by `split`), a block is the whole λ up to 32 KiB of stack: each step then reads
+        // whole rows, consecutive in memory.
+        let others: usize = par.iter().map(|p| if let ParDim::Axis(d) = p { ext[*d] } else { 1 }).product();
+        let reduces = instrs.iter().filter(|i| matches!(i.op, KOp::Reduce(..))).count().max(1);
+        let want = if !red.iter().any(|&r| r) {
             8192
+        } else if others >= 8 && ext[lane] * 16 * reduces <= 32 * 1024 {
+            ext[lane]
+        } else {
+            ext[lane].div_ceil(4).clamp(64, 512).next_multiple_of(group)
         };
         let block = want.min(ext[lane]);
         par.push(ParDim::LaneBlocks { block, count: ext[lane].div_ceil(block) });

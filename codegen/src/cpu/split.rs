@@ -19,7 +19,13 @@
 //! partial buffer (rows are outer points there, so they are split over threads) and does the
 //! stores of values computed at every point; stage 2 reduces the partials with the same op and
 //! computes and stores what depends on the reductions. Sums are then added in a different
-//! order (within float rounding of the one-stage order); maxima are unchanged. The arena plan
+//! order (within float rounding of the one-stage order); maxima are unchanged.
+//!
+//! Large **column reductions** (the innermost, contiguous axis kept, an outer one reduced: the
+//! `dγ`, `dβ` of a normalisation) are cut the same way although they have outer points enough:
+//! in one stage, threads can only split the columns, so each task reads a strip of every row
+//! (crossing a page per row, where hardware prefetchers stop); cut into row ranges, each task
+//! streams whole consecutive rows (see `plan`'s block choice) into its partials. The arena plan
 //! stays valid: the two stages take the original step's place, and partial buffers get their own
 //! allocation.
 
@@ -46,6 +52,12 @@ pub(crate) const TWO_STAGE_MIN_POINTS: usize = 1 << 15;
 /// Most stage-1 rows per outer point (each row keeps at least 16 points).
 const TWO_STAGE_MAX_ROWS: usize = 1024;
 
+/// Fewest points of a column reduction (the innermost axis kept, an outer one reduced) cut in
+/// two stages, most stage-1 rows, and fewest reduced points per stage-1 row.
+const COLUMN_MIN_POINTS: usize = 1 << 20;
+const COLUMN_MAX_ROWS: usize = 32;
+const COLUMN_MIN_ROWS: usize = 64;
+
 /// `s` with its large elementwise kernels split and its narrow reductions done in two stages for
 /// `threads` threads (borrowed when nothing needs splitting).
 pub(crate) fn split_kernels(s: &Schedule, threads: usize) -> Cow<'_, Schedule> {
@@ -69,16 +81,21 @@ pub(crate) fn split_kernels(s: &Schedule, threads: usize) -> Cow<'_, Schedule> {
     Cow::Owned(out)
 }
 
-/// For a reduction with fewer outer points than `threads` and many reduced points: the reduced
-/// axis to cut and the number of rows to cut it into.
+/// For a reduction with fewer outer points than `threads` and many reduced points, or a large
+/// column reduction: the reduced axis to cut and the number of rows to cut it into.
 fn two_stage_plan(k: &Kernel, threads: usize) -> Option<(usize, usize)> {
-    if threads < 2 || !k.instrs.iter().any(|i| matches!(i.op, KOp::Reduce(..))) {
+    if k.reduce_axes.is_empty() || !k.instrs.iter().any(|i| matches!(i.op, KOp::Reduce(..))) {
         return None;
     }
     let outer: usize =
         (0..k.domain.len()).filter(|d| !k.reduce_axes.contains(d)).map(|d| k.domain[d]).product();
     let reduced: usize = k.reduce_axes.iter().map(|&d| k.domain[d]).product();
-    if outer >= threads || reduced < TWO_STAGE_MIN_POINTS {
+    let narrow = threads >= 2 && outer < threads && reduced >= TWO_STAGE_MIN_POINTS;
+    // (Streaming whole rows pays on one thread too.)
+    let column = !k.reduce_axes.contains(&(k.domain.len() - 1))
+        && outer.saturating_mul(reduced) >= COLUMN_MIN_POINTS
+        && reduced >= 2 * COLUMN_MIN_ROWS;
+    if !narrow && !column {
         return None;
     }
     // Values computed after the reductions must not need per-point values (stage 2 has none).
@@ -91,8 +108,12 @@ fn two_stage_plan(k: &Kernel, threads: usize) -> Option<(usize, usize)> {
     }
     let &axis = k.reduce_axes.iter().max_by_key(|&&d| (k.domain[d], std::cmp::Reverse(d)))?;
     let e = k.domain[axis];
-    let rows = (2..=TWO_STAGE_MAX_ROWS.min(e / 16)).rev().find(|r| e % r == 0)?;
-    (rows >= 2 * threads).then_some((axis, rows))
+    let rows = if narrow {
+        (2..=TWO_STAGE_MAX_ROWS.min(e / 16)).rev().find(|r| e % r == 0)?
+    } else {
+        (2..=COLUMN_MAX_ROWS.min(e / COLUMN_MIN_ROWS)).rev().find(|r| e % r == 0)?
+    };
+    (rows >= 2 * threads.max(2)).then_some((axis, rows))
 }
 
 /// Cuts axis `d` of an access into `(rows, extent / rows)`.
@@ -467,6 +488,10 @@ mod tests {
             (1, 1 << 16, vec![1], 2),
             (1 << 15, 1, vec![0], 2),
             (2, 40_000, vec![1], 4),
+            // Column reductions: cut into row ranges although the columns would do, on one
+            // thread too.
+            (4096, 256, vec![0], 2),
+            (4096, 256, vec![0], 1),
         ];
         for (a, b, reduce, threads) in cases {
             let s = narrow_reduction(a, b, reduce.clone());
@@ -503,6 +528,7 @@ mod tests {
             (1, 1000, vec![1], 2),
             (300, 512, vec![0, 1], 1),
             (1, 65_537, vec![1], 2),
+            (64, 128, vec![0], 2),
         ] {
             let s = narrow_reduction(a, b, reduce);
             assert!(matches!(split_kernels(&s, threads), Cow::Borrowed(_)), "{a}×{b}");
