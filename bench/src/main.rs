@@ -307,7 +307,8 @@ fn orchestrate(o: &Options, args: &[String]) -> Res<i32> {
     }
     report_json["settings"] = json!({"reps": o.proto.reps, "warmup": o.proto.warmup, "min_rep_s": o.proto.min_rep_s, "w1_log2": o.sizes.w1_log2, "quick": o.quick, "threads": runners::THREADS});
     let features = if cfg!(feature = "candle") { " --features candle" } else { "" };
-    let command = format!("cargo run --release -p kiln-bench{features} -- {}", args.join(" ")).trim().to_string();
+    let command =
+        format!("cargo run --release -p kiln-bench{features} -- {}", args.join(" ")).trim().to_string();
     report_json["settings"]["command"] = json!(command);
     let md = report::markdown(&report_json, o.sizes, &command);
     println!("\n{md}");
