@@ -36,19 +36,6 @@ fn tol(dt: DType, math: bool) -> (f64, f64) {
     }
 }
 
-fn is_math(op: UnaryOp) -> bool {
-    matches!(
-        op,
-        UnaryOp::Exp
-            | UnaryOp::Log
-            | UnaryOp::Tanh
-            | UnaryOp::Sigmoid
-            | UnaryOp::Erf
-            | UnaryOp::Sin
-            | UnaryOp::Cos
-    )
-}
-
 #[test]
 fn every_unary_op_and_dtype() {
     for dt in [DType::F32, DType::F64, DType::I64] {
@@ -65,7 +52,7 @@ fn every_unary_op_and_dtype() {
                 let r = k.un(op, a);
                 k.store_c(o, r);
                 sb.kernel(k).output(o, &[n]);
-                let (rt, at) = tol(dt, is_math(op));
+                let (rt, at) = tol(dt, op.is_transcendental());
                 let mut xv = with_specials(dt, n, n as u64);
                 if matches!(op, UnaryOp::Sin | UnaryOp::Cos) {
                     // math.rs gives NaN for |x| beyond its argument reduction (documented there);

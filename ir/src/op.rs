@@ -62,6 +62,22 @@ impl UnaryOp {
         }
     }
 
+    /// Transcendental functions (exp, log, tanh, sigmoid, erf, sin, cos): computed by polynomial
+    /// approximations, tens of instructions per element and a few ULP from the exact value,
+    /// unlike the correctly rounded arithmetic ops.
+    pub fn is_transcendental(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Tanh
+                | UnaryOp::Sigmoid
+                | UnaryOp::Erf
+                | UnaryOp::Sin
+                | UnaryOp::Cos
+        )
+    }
+
     /// Ops that are defined on integers too (the rest need a float operand).
     pub fn accepts_int(self) -> bool {
         matches!(self, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu | UnaryOp::Sign)

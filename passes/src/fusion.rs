@@ -25,7 +25,7 @@ use crate::kernel::{
     Access, Buffer, BufferId, Instr, KOp, Kernel, MatMulStep, MatOperand, Role, Schedule, Step, Store,
     ValueId,
 };
-use kiln_ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use kiln_ir::{BinaryOp, Graph, NodeId, Op, ReduceOp, Shape};
 use std::collections::HashMap;
 
 /// Why a kernel could not be built as asked: this node must get a buffer.
@@ -683,16 +683,7 @@ const MIN_SHARED_NUMEL: usize = 1 << 12;
 /// arithmetic: what makes recomputing a value in several kernels expensive.
 fn transcendental(g: &Graph, id: NodeId) -> bool {
     match &g.node(id).op {
-        Op::Unary(u) => matches!(
-            u,
-            UnaryOp::Exp
-                | UnaryOp::Log
-                | UnaryOp::Tanh
-                | UnaryOp::Sigmoid
-                | UnaryOp::Erf
-                | UnaryOp::Sin
-                | UnaryOp::Cos
-        ),
+        Op::Unary(u) => u.is_transcendental(),
         // x^c with a constant exponent is a few multiplications.
         Op::Binary(BinaryOp::Pow) => !matches!(g.node(g.operands(id)[1]).op, Op::Constant(_)),
         _ => false,
