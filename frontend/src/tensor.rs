@@ -259,9 +259,9 @@ const _: () = {
     assert_send_sync::<Tensor>();
 };
 
-/// Computes the pending values of `tensors` now, together in one graph, without copying them
-/// out (what JAX's `block_until_ready` is for: timing, or ending a step's lazy work at a point
-/// of your choosing). Values already computed cost nothing.
+/// Computes the pending values of `tensors` (`&[Tensor]` or `&[&Tensor]`) now, together in one
+/// graph, without copying them out (what JAX's `block_until_ready` is for: timing, or ending a
+/// step's lazy work at a point of your choosing). Values already computed cost nothing.
 ///
 /// ```
 /// use kiln_frontend::{realize, Tensor};
@@ -271,7 +271,7 @@ const _: () = {
 /// assert_eq!(z.to_vec_f32()?, vec![2.0, 4.0]);
 /// # Ok::<(), kiln_frontend::Error>(())
 /// ```
-pub fn realize(tensors: &[&Tensor]) -> Result<()> {
-    let exprs: Vec<Arc<Expr>> = tensors.iter().map(|t| t.expr()).collect();
+pub fn realize<T: std::borrow::Borrow<Tensor>>(tensors: &[T]) -> Result<()> {
+    let exprs: Vec<Arc<Expr>> = tensors.iter().map(|t| t.borrow().expr()).collect();
     crate::expr::realize(&exprs)
 }

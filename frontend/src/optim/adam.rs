@@ -1,6 +1,6 @@
 //! Adam and AdamW.
 
-use super::{check, check_params, commit, scalar_input, Optimizer};
+use super::{check, check_params, scalar_input, Optimizer};
 use crate::autograd::mode::no_grad;
 use crate::error::Result;
 use crate::tensor::Tensor;
@@ -137,7 +137,7 @@ impl Optimizer for Adam {
             p.sub_(&delta)?;
             updated.extend([p.clone(), s.exp_avg.clone(), s.exp_avg_sq.clone()]);
         }
-        commit(&updated)
+        crate::realize(&updated)
     }
 
     fn params(&self) -> &[Tensor] {

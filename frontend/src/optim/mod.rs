@@ -94,9 +94,3 @@ fn scalar_input(v: f64, dtype: DType) -> Tensor {
 fn snapshot(t: &Tensor) -> Tensor {
     Tensor::from_expr(t.expr())
 }
-
-/// Computes all `tensors` in one graph (so a step's updates are fused and compiled once).
-fn commit(tensors: &[Tensor]) -> Result<()> {
-    let exprs: Vec<_> = tensors.iter().map(Tensor::expr).collect();
-    crate::expr::realize(&exprs)
-}

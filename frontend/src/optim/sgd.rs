@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov and weight decay.
 
-use super::{check, check_params, commit, scalar_input, snapshot, Optimizer};
+use super::{check, check_params, scalar_input, snapshot, Optimizer};
 use crate::autograd::mode::no_grad;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -91,7 +91,7 @@ impl Optimizer for SGD {
             p.sub_(&d.mul(&scalar_input(o.lr, p.dtype()))?)?;
             updated.push(p.clone());
         }
-        commit(&updated)
+        crate::realize(&updated)
     }
 
     fn params(&self) -> &[Tensor] {
