@@ -130,7 +130,16 @@ impl Tensor {
         Tensor::build(expr, Meta::default(), false)
     }
 
-    pub(crate) fn from_value(v: Value) -> Tensor {
+    /// A tensor (no autograd history) holding `v`, without copying its elements.
+    ///
+    /// ```
+    /// use kiln_frontend::Tensor;
+    /// use kiln_ir::Value;
+    /// let v = Value::from_f64(kiln_ir::DType::F32, [2], &[1.0, 2.0]).unwrap();
+    /// assert_eq!(Tensor::from_value(v).to_vec_f32()?, vec![1.0, 2.0]);
+    /// # Ok::<(), kiln_frontend::Error>(())
+    /// ```
+    pub fn from_value(v: Value) -> Tensor {
         Tensor::from_expr(Expr::ready(v))
     }
 

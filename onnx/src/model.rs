@@ -44,22 +44,13 @@ pub struct Model {
     file: Option<String>,
 }
 
-fn tensor_of(v: &Value) -> Tensor {
-    match v {
-        Value::F32(a) => Tensor::from_ndarray(a),
-        Value::F64(a) => Tensor::from_ndarray(a),
-        Value::I64(a) => Tensor::from_ndarray(a),
-        Value::Bool(a) => Tensor::from_ndarray(a),
-    }
-}
-
 impl Model {
     /// A model from an import result; parameters start at the initializers' values.
     pub fn new(imported: Imported) -> Model {
         let params = imported
             .initializers
-            .iter()
-            .map(|(n, v)| (n.clone(), tensor_of(v).requires_grad_(true)))
+            .into_iter()
+            .map(|(n, v)| (n, Tensor::from_value(v).requires_grad_(true)))
             .collect();
         Model { graph: imported.graph, params, output_names: imported.output_names, file: None }
     }
@@ -134,7 +125,7 @@ impl Model {
                     }
                     t.clone()
                 }
-                Op::Constant(lit) => tensor_of(&Value::from_literal(lit, &node.shape)?),
+                Op::Constant(lit) => Tensor::from_value(Value::from_literal(lit, &node.shape)?),
                 op => kiln_frontend::apply_op(op, &operands.iter().collect::<Vec<_>>())?,
             };
             vals.insert(id, t);

@@ -16,15 +16,6 @@ fn value_of(t: &Tensor) -> Value {
     }
 }
 
-fn tensor_of(v: &Value) -> Tensor {
-    match v {
-        Value::F32(a) => Tensor::from_ndarray(a),
-        Value::F64(a) => Tensor::from_ndarray(a),
-        Value::I64(a) => Tensor::from_ndarray(a),
-        Value::Bool(a) => Tensor::from_ndarray(a),
-    }
-}
-
 #[test]
 fn mlp_imports_trains_exports_and_reimports() {
     let model = kiln_onnx::load(MLP).unwrap();
@@ -109,13 +100,14 @@ fn model_forward_matches_the_jit_on_node_cases() {
         let all: Vec<Value> = inputs.iter().cloned().chain(params).collect();
         let expected = kiln_codegen::jit().run(&imp.graph, &all).unwrap();
         let model = kiln_onnx::Model::new(imp);
-        let got = match model.forward(&inputs.iter().map(tensor_of).collect::<Vec<_>>()) {
-            Ok(v) => v,
-            Err(e) => {
-                refused.push(format!("{}: {e}", case.name));
-                continue;
-            }
-        };
+        let got =
+            match model.forward(&inputs.iter().map(|v| Tensor::from_value(v.clone())).collect::<Vec<_>>()) {
+                Ok(v) => v,
+                Err(e) => {
+                    refused.push(format!("{}: {e}", case.name));
+                    continue;
+                }
+            };
         for (g, e) in got.iter().zip(&expected) {
             let g = match e {
                 Value::I64(_) => Value::I64(
