@@ -7,10 +7,36 @@
 //! time: a second caller (another thread running another executable concurrently) does not wait
 //! for the pool but runs its tasks itself, inline — so kiln never has more busy threads than
 //! cores plus concurrent callers, and never deadlocks on itself.
+//!
+//! Waiting spins for up to [`SPIN`] before it sleeps, on both sides: a worker that finished a
+//! job watches for the next one, and the caller watches its job's completion count. A training
+//! step hands the pool a job every few tens of microseconds (each matrix product and large
+//! kernel of the step), and waking a thread parked on a futex costs 5–50 µs, more when the
+//! machine is busy — paid twice per job without spinning (measured on W3: see `ARCHITECTURE.md`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, TryLockError};
+use std::time::{Duration, Instant};
+
+/// How long a waiting thread spins before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Spins until `ready()` or until [`SPIN`] has passed; returns whether `ready()` held.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if ready() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN {
+            return ready();
+        }
+    }
+}
 
 /// Threads kiln uses for one kernel: the machine's parallelism, capped by `KILN_NUM_THREADS`.
 pub fn threads() -> usize {
@@ -41,13 +67,18 @@ unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
 struct Done {
-    count: Mutex<usize>,
+    /// Tasks finished; the caller sleeps on `cv` (under `lock`) once spinning gave up.
+    count: AtomicUsize,
+    lock: Mutex<()>,
     cv: Condvar,
     panicked: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
+    /// (generation, job): the generation counts jobs handed out.
     slot: Mutex<(u64, Option<Arc<Job>>)>,
+    /// The slot's generation, readable without the lock (what spinning workers watch).
+    generation: AtomicU64,
     cv: Condvar,
 }
 
@@ -60,7 +91,7 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let shared = Arc::new(Shared { slot: Mutex::new((0, None)), cv: Condvar::new() });
+        let shared = Arc::new(Shared { slot: Mutex::new((0, None)), generation: AtomicU64::new(0), cv: Condvar::new() });
         for i in 1..threads() {
             let sh = shared.clone();
             std::thread::Builder::new()
@@ -75,6 +106,7 @@ fn pool() -> &'static Pool {
 fn worker(sh: Arc<Shared>) {
     let mut seen = 0u64;
     loop {
+        spin_until(|| sh.generation.load(Ordering::Acquire) != seen);
         let job = {
             let mut g = sh.slot.lock().unwrap_or_else(|p| p.into_inner());
             while g.0 == seen {
@@ -102,9 +134,10 @@ fn work(job: &Job) {
         if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
             job.done.panicked.store(true, Ordering::Relaxed);
         }
-        let mut c = job.done.count.lock().unwrap_or_else(|p| p.into_inner());
-        *c += 1;
-        if *c == job.n {
+        if job.done.count.fetch_add(1, Ordering::AcqRel) + 1 == job.n {
+            // Under the lock: a caller that checked the count before this increment is
+            // already waiting on `cv` (it checks under the same lock), so it is woken.
+            let _g = job.done.lock.lock().unwrap_or_else(|p| p.into_inner());
             job.done.cv.notify_all();
         }
     }
@@ -131,19 +164,26 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let f_static: *const (dyn Fn(usize) + Sync) = unsafe {
         std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f)
     };
-    let done = Arc::new(Done { count: Mutex::new(0), cv: Condvar::new(), panicked: false.into() });
+    let done = Arc::new(Done {
+        count: AtomicUsize::new(0),
+        lock: Mutex::new(()),
+        cv: Condvar::new(),
+        panicked: false.into(),
+    });
     let job = Arc::new(Job { f: f_static, n, next: Arc::new(AtomicUsize::new(0)), done: done.clone() });
     {
         let mut g = p.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
         g.0 += 1;
         g.1 = Some(job.clone());
+        p.shared.generation.store(g.0, Ordering::Release);
         p.shared.cv.notify_all();
     }
     work(&job);
-    {
-        let mut c = done.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *c < n {
-            c = done.cv.wait(c).unwrap_or_else(|p| p.into_inner());
+    let finished = || done.count.load(Ordering::Acquire) >= n;
+    if !spin_until(finished) {
+        let mut g = done.lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !finished() {
+            g = done.cv.wait(g).unwrap_or_else(|p| p.into_inner());
         }
     }
     {
@@ -185,6 +225,21 @@ mod tests {
             n >= 2
         });
         assert!(used_two);
+    }
+
+    #[test]
+    fn jobs_after_the_workers_went_to_sleep_still_run() {
+        // Gaps longer than the spin make the workers park; tasks longer than the spin make the
+        // caller park: both wake-ups must happen.
+        for gap in [Duration::ZERO, 2 * SPIN, 5 * SPIN] {
+            std::thread::sleep(gap);
+            let sum = AtomicUsize::new(0);
+            run(4, &|i| {
+                std::thread::sleep(2 * SPIN);
+                sum.fetch_add(i + 1, Ordering::Relaxed);
+            });
+            assert_eq!(sum.load(Ordering::Relaxed), 10);
+        }
     }
 
     #[test]
