@@ -320,14 +320,14 @@ pub(crate) fn plan_kernel(
         // Elementwise: blocks of ~8 K points. With a reduction, a block is the λ range whose
         // accumulators live on the stack while the reduce loops run (see `emit`): at most 512
         // lanes (8 KiB per reduction), at least 64, and a quarter of λ so that several units
-        // exist to split. When the other axes give units enough (stage 1 of a column reduction
+        // exist to split. When the other axes give units enough (≥ 4: stage 1 of a column reduction
         // cut by `split`), a block is the whole λ up to 32 KiB of stack: each step then reads
         // whole rows, consecutive in memory.
         let others: usize = par.iter().map(|p| if let ParDim::Axis(d) = p { ext[*d] } else { 1 }).product();
         let reduces = instrs.iter().filter(|i| matches!(i.op, KOp::Reduce(..))).count().max(1);
         let want = if !red.iter().any(|&r| r) {
             8192
-        } else if others >= 8 && ext[lane] * 16 * reduces <= 32 * 1024 {
+        } else if others >= 4 && ext[lane] * 16 * reduces <= 32 * 1024 {
             ext[lane]
         } else {
             ext[lane].div_ceil(4).clamp(64, 512).next_multiple_of(group)

@@ -53,8 +53,11 @@ pub(crate) const TWO_STAGE_MIN_POINTS: usize = 1 << 15;
 const TWO_STAGE_MAX_ROWS: usize = 1024;
 
 /// Fewest points of a column reduction (the innermost axis kept, an outer one reduced) cut in
-/// two stages, most stage-1 rows, and fewest reduced points per stage-1 row.
-const COLUMN_MIN_POINTS: usize = 1 << 20;
+/// two stages, most stage-1 rows, and fewest reduced points per stage-1 row. In one stage,
+/// each task reads a strip of every row (a few cache lines per 4 KiB page, which the hardware
+/// prefetchers do not follow): a 256×1024 bias gradient ran at 9 GB/s that way and twice as
+/// fast in two stages (W3's k27: 0.115 → 0.058 ms).
+const COLUMN_MIN_POINTS: usize = 1 << 16;
 const COLUMN_MAX_ROWS: usize = 32;
 const COLUMN_MIN_ROWS: usize = 64;
 
@@ -492,6 +495,8 @@ mod tests {
             // thread too.
             (4096, 256, vec![0], 2),
             (4096, 256, vec![0], 1),
+            // An MLP's bias gradient (batch 256, 1024 features).
+            (256, 1024, vec![0], 2),
         ];
         for (a, b, reduce, threads) in cases {
             let s = narrow_reduction(a, b, reduce.clone());
