@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::ops::arith::promote;
 use crate::ops::record::{apply, apply_composite};
 use crate::tensor::Tensor;
-use kiln_ir::{CompareOp, DType, Op, UnaryOp};
+use kiln_ir::{CompareOp, DType, Op, ReduceOp, UnaryOp};
 
 macro_rules! unary_methods {
     ($($(#[$doc:meta])* $method:ident => $op:ident, $name:literal;)*) => {
@@ -90,14 +90,34 @@ impl Tensor {
 
     /// Softmax along `dim`.
     pub fn softmax(&self, dim: i64) -> Result<Tensor> {
-        self.axis(dim)?;
-        apply_composite("SoftmaxBackward0", &[self], |g, x| g.softmax(x[0], dim))
+        let m = self.row_max(dim)?;
+        apply_composite("SoftmaxBackward0", &[self, &m], |g, x| {
+            let e = g.sub(x[0], x[1])?;
+            let e = g.unary(UnaryOp::Exp, e)?;
+            let s = g.reduce(ReduceOp::Sum, e, vec![dim], true)?;
+            g.div(e, s)
+        })
     }
 
     /// Log-softmax along `dim` (stable).
     pub fn log_softmax(&self, dim: i64) -> Result<Tensor> {
+        let m = self.row_max(dim)?;
+        apply_composite("LogSoftmaxBackward0", &[self, &m], |g, x| {
+            let shifted = g.sub(x[0], x[1])?;
+            let e = g.unary(UnaryOp::Exp, shifted)?;
+            let s = g.reduce(ReduceOp::Sum, e, vec![dim], true)?;
+            let ls = g.unary(UnaryOp::Log, s)?;
+            g.sub(shifted, ls)
+        })
+    }
+
+    /// The stabilising shift of (log-)softmax: the max along `dim`, without gradient. The result
+    /// does not depend on the shift, so its derivative is exactly zero; leaving it out of the
+    /// reverse graph gives PyTorch's formulas (`g − softmax·Σg` for log-softmax) instead of a
+    /// ties-sharing max gradient that cancels to zero only up to rounding.
+    fn row_max(&self, dim: i64) -> Result<Tensor> {
         self.axis(dim)?;
-        apply_composite("LogSoftmaxBackward0", &[self], |g, x| g.log_softmax(x[0], dim))
+        self.detach().amax(&[dim], true)
     }
 
     /// A copy converted to `dtype` (recorded: gradients flow back between float dtypes).
