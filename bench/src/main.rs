@@ -10,6 +10,7 @@ mod npy;
 mod reference;
 mod report;
 mod rng;
+mod roofline;
 mod runners;
 mod workloads;
 
@@ -37,6 +38,8 @@ usage: cargo run --release -p kiln-bench -- [options]
   --json PATH       write the JSON report there
   --markdown PATH   write the Markdown summary there (bench/RESULTS.md is one)
   --no-triad        skip the memory-bandwidth measurement
+  --no-c            with --peers, skip the hand-written C kernel for W1 (bench/c/, built with
+                    the machine's `cc` or $CC; reported as missing when there is none)
   --timeout S       seconds allowed per runner and workload (default 900)
   --keep            keep the temporary directory (inputs, outputs, logs)
   --from-json PATH  measure nothing: print (and with --markdown write) the Markdown summary of
@@ -51,6 +54,7 @@ struct Options {
     json: Option<PathBuf>,
     markdown: Option<PathBuf>,
     triad: bool,
+    c_kernel: bool,
     timeout: Duration,
     keep: bool,
     quick: bool,
@@ -65,6 +69,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         json: None,
         markdown: None,
         triad: true,
+        c_kernel: true,
         timeout: Duration::from_secs(900),
         keep: false,
         quick: false,
@@ -100,6 +105,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--json" => o.json = Some(val(a)?.into()),
             "--markdown" => o.markdown = Some(val(a)?.into()),
             "--no-triad" => o.triad = false,
+            "--no-c" => o.c_kernel = false,
             "--timeout" => o.timeout = Duration::from_secs(number(val(a)?, a)? as u64),
             "--keep" => o.keep = true,
             "-h" | "--help" => return Err(String::new()),
@@ -220,7 +226,7 @@ fn orchestrate(o: &Options, args: &[String]) -> Res<i32> {
     } else {
         None
     };
-    let machine_info = machine::describe(triad, runners::THREADS);
+    let mut machine_info = machine::describe(triad, runners::THREADS);
     let dir = std::env::temp_dir().join(format!("kiln-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut results = serde_json::Map::new();
@@ -236,6 +242,15 @@ fn orchestrate(o: &Options, args: &[String]) -> Res<i32> {
         }
         let reference = reference::outputs(w, &inputs);
         drop(inputs);
+        if w == "W1" && o.c_kernel && !o.peers.is_empty() {
+            eprint!("kiln-bench: W1 / hand-written C kernel ...");
+            let rec = roofline::c_w1(&inputs_dir.join("x.npy"), &wdir, o.proto.reps.max(5), runners::THREADS);
+            eprintln!(" {}", rec["status"].as_str().unwrap_or("?"));
+            if rec["status"] == "error" {
+                failed = true;
+            }
+            machine_info["c_w1"] = rec;
+        }
         let mut runs = serde_json::Map::new();
         let runners_here: Vec<&str> = std::iter::once("kiln")
             .chain(o.peers.iter().map(String::as_str))

@@ -175,6 +175,32 @@ pub fn workload_table(
 }
 
 /// The Markdown summary: one row per workload, kiln's median and each peer's with its ratio.
+/// The hand-written C kernel's W1 line (`roofline.rs`), with kiln's W1 median as a multiple of it.
+fn c_kernel_line(c: &Value, kiln: &Value) -> Option<String> {
+    if c.is_null() {
+        return None;
+    }
+    if c["status"] != "ok" {
+        return Some(format!(
+            "- hand-written C kernel for W1: {} ({})",
+            c["status"].as_str().unwrap_or("?"),
+            c["reason"].as_str().unwrap_or("")
+        ));
+    }
+    let ms = |k: &str| c[k].as_f64().unwrap_or(f64::NAN) * 1e3;
+    let mut line = format!(
+        "- hand-written C kernel for W1 fwd+bwd (`bench/c/w1_roofline.c`, `{}`, 2 threads): **{:.1} ms** median ({:.1} min) into reused buffers, {:.1} ms into fresh ones",
+        c["compiler"].as_str().unwrap_or("cc"),
+        ms("reused_median_s"),
+        ms("reused_min_s"),
+        ms("fresh_median_s"),
+    );
+    if let (Some(k), Some(r)) = (kiln["median_s"].as_f64(), c["reused_median_s"].as_f64()) {
+        let _ = write!(line, "; kiln's W1 median is {:.2}× it", k / r);
+    }
+    Some(line)
+}
+
 pub fn markdown(report: &Value, sizes: Sizes, command: &str) -> String {
     let m = &report["machine"];
     let mut s = String::new();
@@ -203,6 +229,9 @@ pub fn markdown(report: &Value, sizes: Sizes, command: &str) -> String {
         None => {
             let _ = writeln!(s, "- STREAM-like triad: not measured (--no-triad)");
         }
+    }
+    if let Some(line) = c_kernel_line(&m["c_w1"], &report["workloads"]["W1"]["kiln"]) {
+        let _ = writeln!(s, "{line}");
     }
     let _ = writeln!(
         s,
@@ -324,4 +353,22 @@ pub fn markdown(report: &Value, sizes: Sizes, command: &str) -> String {
         let _ = writeln!(s, "\nNot measured or not right:\n\n{}", notes.join("\n"));
     }
     s
+}
+
+#[cfg(test)]
+mod c_kernel_tests {
+    use super::c_kernel_line;
+    use serde_json::json;
+
+    #[test]
+    fn the_c_kernel_line_states_kilns_multiple_or_why_it_is_missing() {
+        let c = json!({"status": "ok", "compiler": "cc -O3", "reused_median_s": 0.008, "reused_min_s": 0.0075, "fresh_median_s": 0.034});
+        let line = c_kernel_line(&c, &json!({"median_s": 0.012})).unwrap();
+        assert!(line.contains("**8.0 ms** median (7.5 min)"), "{line}");
+        assert!(line.contains("34.0 ms into fresh ones; kiln's W1 median is 1.50× it"), "{line}");
+        let missing = json!({"status": "missing", "reason": "no C compiler `cc`"});
+        let line = c_kernel_line(&missing, &json!(null)).unwrap();
+        assert_eq!(line, "- hand-written C kernel for W1: missing (no C compiler `cc`)");
+        assert!(c_kernel_line(&json!(null), &json!(null)).is_none());
+    }
 }
