@@ -732,12 +732,38 @@ impl Em<'_, '_> {
             stack.extend(self.k.instrs[v].op.operands().into_iter().filter(|&a| env[a].is_none()));
         }
         for v in 0..env.len() {
-            if want[v] {
-                let val = self.instr(env, ctx, v)?;
-                env[v] = Some(val);
+            if !want[v] || env[v].is_some() {
+                continue;
             }
+            // erf(z) next to exp(−(z·z)) (GELU and its derivative): the exponential first, so
+            // that erf can use it (`instr` passes it on). Both are elementwise in z, so the
+            // exponential is needed in this same loop body even when these targets don't ask
+            // for it yet (a reduction's operand first, a store later).
+            if let Some(chain) = self.erf_exp_partner(v) {
+                for u in chain {
+                    if env[u].is_none() {
+                        let val = self.instr(env, ctx, u)?;
+                        env[u] = Some(val);
+                    }
+                }
+            }
+            let val = self.instr(env, ctx, v)?;
+            env[v] = Some(val);
         }
         Ok(())
+    }
+
+    /// For `v = Erf(z)`: the instructions `[z·z, −(z·z), exp(−(z·z))]` when the kernel has all
+    /// three (same float type), so that erf can take e^(−z²) from the Exp op.
+    fn erf_exp_partner(&self, v: usize) -> Option<[usize; 3]> {
+        let ins = &self.k.instrs;
+        let KOp::Unary(UnaryOp::Erf, z) = ins[v].op else { return None };
+        let dt = ins[v].dtype;
+        let find = |want: &dyn Fn(&KOp) -> bool| ins.iter().position(|i| i.dtype == dt && want(&i.op));
+        let sq = find(&|op| *op == KOp::Binary(BinaryOp::Mul, z, z))?;
+        let neg = find(&|op| *op == KOp::Unary(UnaryOp::Neg, sq))?;
+        let e = find(&|op| *op == KOp::Unary(UnaryOp::Exp, neg))?;
+        Some([sq, neg, e])
     }
 
     /// The value `v` over `lanes` lanes (broadcasting a once-per-point value).
@@ -781,6 +807,20 @@ impl Em<'_, '_> {
                     _ => self.splat_const(dt, *c),
                 };
                 Val { rep: Rep::Num(vec![p; pieces(vty(dt).lane_count() as usize, l)]), lanes: l }
+            }
+            KOp::Unary(UnaryOp::Erf, a)
+                if self.erf_exp_partner(v).is_some_and(|[.., e]| env[e].is_some()) =>
+            {
+                let [.., e] = self.erf_exp_partner(v).expect("checked");
+                let x = self.get(env, *a, l);
+                let ex = self.get(env, e, l);
+                let ty = vty(dt);
+                let out = Self::nums(&x)
+                    .iter()
+                    .zip(Self::nums(&ex))
+                    .map(|(&p, &q)| math::emit_erf_with_exp(self.b, p, q, ty, &mut self.math))
+                    .collect();
+                Val { rep: Rep::Num(out), lanes: l }
             }
             KOp::Unary(op, a) => {
                 let x = self.get(env, *a, l);

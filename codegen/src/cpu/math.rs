@@ -22,7 +22,7 @@
 //! | log | split at √½ (subnormals pre-scaled by 2^25/2^54), s = f/(2+f), minimax in s², fdlibm summation | 0.81 ULP [1] | 1.0 ULP [1] |
 //! | tanh | \|x\| < 0.5: x + x³P(x²); else em/(em+2) with em = expm1(2\|x\|) = 2^k·q + (2^k − 1) from the exp kernel; sign restored | 1.49 ULP [2] | 3.0 ULP [3] |
 //! | sigmoid | e = exp(−\|x\|); (x ≥ 0 ? 1 : e)/(1 + e): the interpreter's formula, exact 0/1 limits | 2.2 ULP [2.5] | 2.0 ULP [3] |
-//! | erf | \|x\| < 0.9: x + x·(P(x²) − 1); else 1 − e^(−x²)·Q((\|x\| − c)/(\|x\| + c)); 1 from the rounding threshold (3.9192 / 5.9216) on | 1.75 / 1.85 ULP [2] | 1.0 ULP [2], abs ≤ 1.2e-16 |
+//! | erf | \|x\| < 0.9: x + x·(P(x²) − 1); else 1 − e^(−x²)·Q((\|x\| − c)/(\|x\| + c)); 1 from the rounding threshold (3.9192 / 5.9216) on; e^(−x²) shared with an Exp op of −(x·x) in the same kernel ([`emit_erf_with_exp`]) | 1.78 / 1.93 ULP [2] (every f32) | 1.0 ULP [2], abs ≤ 1.2e-16 |
 //! | sin, cos | j = round(2\|x\|/π), four-part Cody–Waite with 2Sum-tracked errors (r + rl), minimax sin/cos on [−π/4, π/4] corrected by rl, quadrant by masks | 0.77 / 0.80 ULP [1.5] for \|x\| ≤ 6433 | 1.0 ULP [2] for \|x\| ≤ 2^20 |
 //! | pow | f32: in f64 (log, product, exp with shorter polynomials), rounded once; f64: log as a double-double (~2^-62), y·log as an exact product, exp of the double-double; special cases by masks | 0.50 ULP [1] | 1.0 ULP [2] |
 //!
@@ -167,6 +167,33 @@ pub(crate) fn emit(b: &mut FunctionBuilder, f: MathFn, args: &[Value], ty: Type,
     }
 }
 
+/// `erf(x)` given `e = exp(−(x·x))` as [`emit`] computes it for `MathFn::Exp` on the value
+/// `fneg(fmul(x, x))` (same type and [`MathCtx`]): the erfc branch uses `e` instead of computing
+/// its own e^(−x²). The result is bit for bit that of `emit(MathFn::Erf, [x])`: where that
+/// branch is taken (|x| < `erf_one`, so −x² ≥ −35.1) the Exp op's clamps do nothing and its
+/// two-step scaling by 2^n1·2^n2 is exact, like erf's own single 2^n. A kernel that has both
+/// (GELU's derivative needs e^(−z²/2) next to erf(z/√2)) computes the exponential once.
+pub(crate) fn emit_erf_with_exp(
+    b: &mut FunctionBuilder,
+    x: Value,
+    e: Value,
+    ty: Type,
+    ctx: &mut MathCtx,
+) -> Value {
+    let ctx = *ctx;
+    match ty {
+        types::F32X4 | types::F64X2 => Em::new(b, ty, ctx).erf(x, Some(e)),
+        types::F32 | types::F64 => {
+            let vty = if ty == types::F32 { types::F32X4 } else { types::F64X2 };
+            let xv = b.ins().scalar_to_vector(vty, x);
+            let ev = b.ins().scalar_to_vector(vty, e);
+            let r = Em::new(b, vty, ctx).erf(xv, Some(ev));
+            b.ins().extractlane(r, 0)
+        }
+        _ => panic!("math::emit_erf_with_exp: unsupported type {ty}"),
+    }
+}
+
 fn emit_vector(b: &mut FunctionBuilder, f: MathFn, args: &[Value], ty: Type, ctx: MathCtx) -> Value {
     let x = args[0];
     if f == MathFn::Pow && ty == types::F32X4 {
@@ -178,7 +205,7 @@ fn emit_vector(b: &mut FunctionBuilder, f: MathFn, args: &[Value], ty: Type, ctx
         MathFn::Log => e.log(x, Prec::Full),
         MathFn::Tanh => e.tanh(x),
         MathFn::Sigmoid => e.sigmoid(x),
-        MathFn::Erf => e.erf(x),
+        MathFn::Erf => e.erf(x, None),
         MathFn::Sin => e.sincos(x, false),
         MathFn::Cos => e.sincos(x, true),
         MathFn::Pow => e.pow(x, args[1], Prec::Full),
@@ -963,14 +990,18 @@ impl<'a, 'f> Em<'a, 'f> {
 
     // --- erf ---
 
-    fn erf(&mut self, x: Value) -> Value {
+    /// erf; `exp_neg_x2`: e^(−x²) computed by the caller exactly as the Exp op would (see
+    /// [`emit_erf_with_exp`]), else computed here.
+    fn erf(&mut self, x: Value, exp_neg_x2: Option<Value>) -> Value {
         let (small, big, cc): (&[f64], &[f64], f64) = if self.f64 {
             (&ERF_SMALL_F64, &ERFC_F64, ERFC_F64_C)
         } else {
             (&ERF_SMALL_F32, &ERFC_F32, ERFC_F32_C)
         };
         let ax = self.abs(x);
-        let x2 = self.mul(ax, ax);
+        // x·x, not |x|·|x| (the same value): the same instruction as the caller's z·z when erf
+        // sits next to exp(−z²), which Cranelift then computes once.
+        let x2 = self.mul(x, x);
         // |x| < 0.9: x + x·(P(x²) − 1), P(0) − 1 ≈ 0.128, so the one rounding that matters is
         // the last.
         let mut cs = [0.0; 12];
@@ -984,12 +1015,17 @@ impl<'a, 'f> Em<'a, 'f> {
         let den = self.addc(ax, cc);
         let t = self.div(num, den);
         let q = self.horner(t, big);
-        let nx2 = self.neg(x2);
-        let (_, z, r, d) = self.exp_reduce(nx2);
-        let em1 = self.expm1_poly(r, d, Prec::Full);
-        let e = self.addc(em1, 1.0);
-        let s = self.pow2_from_shifted(z); // −x² ≥ −35.1: 2^n is normal
-        let e = self.mul(e, s);
+        let e = match exp_neg_x2 {
+            Some(e) => e,
+            None => {
+                let nx2 = self.neg(x2);
+                let (_, z, r, d) = self.exp_reduce(nx2);
+                let em1 = self.expm1_poly(r, d, Prec::Full);
+                let e = self.addc(em1, 1.0);
+                let s = self.pow2_from_shifted(z); // −x² ≥ −35.1: 2^n is normal
+                self.mul(e, s)
+            }
+        };
         let erfc = self.mul(e, q);
         let one = self.c(1.0);
         let pl = self.sub(one, erfc);

@@ -4,7 +4,7 @@
 //! Included by path from `tests/math_accuracy.rs` next to `src/cpu/math.rs` itself, so it needs
 //! nothing from the crate's public API.
 
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Type, UserFuncName};
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Type, UserFuncName, Value};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
@@ -29,6 +29,18 @@ pub struct Kernel {
 impl Kernel {
     /// Compiles `f` for values of type `ty` (F32X4, F64X2, F32, F64).
     pub fn new(f: MathFn, ty: Type, fma: bool) -> Kernel {
+        Kernel::with_body(&format!("{f:?}"), ty, fma, f.arity(), &|b, args, ctx| emit(b, f, args, ty, ctx))
+    }
+
+    /// Compiles `out[i] = emit_body(a[i], b[i])` (`arity` 1: it gets `a[i]` only) for values of
+    /// type `ty`.
+    pub fn with_body(
+        name: &str,
+        ty: Type,
+        fma: bool,
+        arity: usize,
+        emit_body: &dyn Fn(&mut FunctionBuilder, &[Value], &mut MathCtx) -> Value,
+    ) -> Kernel {
         let mut flags = settings::builder();
         flags.set("opt_level", "speed").unwrap();
         flags.set("is_pic", "false").unwrap();
@@ -69,13 +81,13 @@ impl Kernel {
             let aa = b.ins().iadd(pa, i);
             let x = b.ins().load(ty, flags, aa, 0);
             let mut args = vec![x];
-            if f.arity() == 2 {
+            if arity == 2 {
                 let ab = b.ins().iadd(pb, i);
                 args.push(b.ins().load(ty, flags, ab, 0));
             }
             let before = b.func.dfg.num_insts();
             let mut mctx = MathCtx { fma };
-            let y = emit(&mut b, f, &args, ty, &mut mctx);
+            let y = emit_body(&mut b, &args, &mut mctx);
             clif_insts = b.func.dfg.num_insts() - before;
             let ao = b.ins().iadd(po, i);
             b.ins().store(flags, y, ao, 0);
@@ -90,8 +102,8 @@ impl Kernel {
         }
         ctx.set_disasm(true);
         let id =
-            module.declare_function(&format!("{f:?}_{ty}"), Linkage::Local, &ctx.func.signature).unwrap();
-        module.define_function(id, &mut ctx).unwrap_or_else(|e| panic!("{f:?} {ty}: {e:?}"));
+            module.declare_function(&format!("{name}_{ty}"), Linkage::Local, &ctx.func.signature).unwrap();
+        module.define_function(id, &mut ctx).unwrap_or_else(|e| panic!("{name} {ty}: {e:?}"));
         let vcode = ctx.compiled_code().and_then(|c| c.vcode.clone()).unwrap_or_default();
         module.clear_context(&mut ctx);
         module.finalize_definitions().unwrap();
