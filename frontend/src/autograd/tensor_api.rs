@@ -155,7 +155,7 @@ impl Tensor {
         Tensor(Arc::new(TensorImpl {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
-            storage: self.0.storage.clone(),
+            storage: self.0.storage.alias(),
             version: self.0.version.alias(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,
@@ -169,7 +169,7 @@ impl Tensor {
         Tensor(Arc::new(TensorImpl {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
-            storage: self.0.storage.clone(),
+            storage: self.0.storage.alias(),
             version: Version::default(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,
