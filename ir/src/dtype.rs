@@ -132,17 +132,21 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
 
 /// Numpy broadcasting of two shapes; `None` when they are incompatible.
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
+    // The common case of elementwise ops (and of every traced op's shape rule: keep it cheap).
+    if a == b {
+        return Some(a.clone());
+    }
     let rank = a.rank().max(b.rank());
-    let mut out = vec![0; rank];
-    for (i, o) in out.iter_mut().enumerate() {
+    let mut out = Vec::with_capacity(rank);
+    for i in 0..rank {
         let da = dim_from_right(a, rank - 1 - i);
         let db = dim_from_right(b, rank - 1 - i);
-        *o = match (da, db) {
+        out.push(match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
             _ => return None,
-        };
+        });
     }
     Some(Shape(out))
 }
