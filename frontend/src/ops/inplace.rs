@@ -149,7 +149,7 @@ impl Tensor {
         }
         let block: usize = self.shape()[index.len()..].iter().product();
         let mask: Vec<bool> = (0..self.numel()).map(|k| k >= start && k < start + block).collect();
-        let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
+        let mask = Tensor::constant(Literal::Bool(mask), Shape::from(self.shape().to_vec()));
         self.inplace(|x| apply("CopySlices", Op::Where, &[&mask, &x.scalar_like(v), x]))
     }
 
@@ -175,7 +175,7 @@ impl Tensor {
         }
         let strides = Shape::new(self.shape()).strides();
         let mask: Vec<bool> = (0..self.numel()).map(|k| hit[(k / strides[d]) % self.shape()[d]]).collect();
-        let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
+        let mask = Tensor::constant(Literal::Bool(mask), Shape::from(self.shape().to_vec()));
         self.inplace(|x| apply("IndexFillBackward0", Op::Where, &[&mask, &x.scalar_like(v), x]))
     }
 }
