@@ -790,7 +790,7 @@ impl<'c, 'd> Gen<'c, 'd> {
             let d = self.dim();
             dims.insert(0, d);
         }
-        self.add(Op::Expand { shape: dims }, &[x])
+        self.add(Op::Expand { shape: dims.to_vec() }, &[x])
     }
 
     fn slice(&mut self) -> Option<NodeId> {

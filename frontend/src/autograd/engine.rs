@@ -20,18 +20,22 @@ use std::cell::RefCell;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+/// A request's lists: inline for the usual one or two entries (a tiny step runs a backward or
+/// two per step).
+pub(crate) type Few<T> = SmallVec<[T; 2]>;
+
 pub(crate) struct Request {
     /// Where each root's gradient enters, and the gradient.
-    pub roots: Vec<(Edge, Tensor)>,
+    pub roots: Few<(Edge, Tensor)>,
     /// The tensors differentiated. Computed in the same graph as the gradients when still
     /// pending (PyTorch has them by then too): their intermediates are shared with the backward,
     /// so they need not be stored for a later, separate computation.
-    pub outputs: Vec<Tensor>,
+    pub outputs: Few<Tensor>,
     pub retain_graph: bool,
     pub create_graph: bool,
     /// `Some(edges)`: capture the gradients flowing into these edges instead of accumulating
     /// into leaves (`autograd::grad`).
-    pub capture: Option<Vec<Edge>>,
+    pub capture: Option<Few<Edge>>,
 }
 
 type Key = *const Node;
@@ -229,7 +233,7 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
         let i = s.index[&key(&e.node)];
         add_grad(&mut s.buffers[i], &e, Grad::Tensor(g))?;
     }
-    let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
+    let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, |c| c.len())];
     let mut to_realize: Vec<Tensor> = Vec::new();
 
     for k in 0..s.order.len() {

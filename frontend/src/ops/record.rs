@@ -201,7 +201,7 @@ pub(crate) fn apply_composite(
             }
         }
         let order: Vec<NodeId> = g.topo_order()?.into_iter().filter(|n| bound[n.index()].is_none()).collect();
-        Program::new(g, &order).run(&mut bound)?;
+        Program::new(g, &order, &[template.output]).run(&mut bound)?;
         bound[template.output.index()].clone().expect("the template's output was replayed")
     };
     let expr = value.expr();
