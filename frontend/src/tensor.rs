@@ -102,24 +102,23 @@ impl Storage {
     }
 }
 
-/// A tensor's version counter, allocated on first need (a bump, or an alias that must share it):
-/// most tensors of a traced step are never modified in place, and an allocation per tensor
-/// showed in the per-step profile. Unallocated, the version is 0.
+/// A tensor's version counter, allocated on first need (a bump, or an alias or saved value that
+/// must share it): most tensors of a traced step are never modified in place, and an allocation
+/// per tensor showed in the per-step profile. Until then the version is `start`.
 #[derive(Default)]
-pub(crate) struct Version(OnceLock<Arc<AtomicU64>>);
+pub(crate) struct Version {
+    start: u64,
+    shared: OnceLock<Arc<AtomicU64>>,
+}
 
 impl Version {
     /// A fresh counter starting at `v`.
     pub fn starting_at(v: u64) -> Version {
-        let c = Version::default();
-        if v != 0 {
-            let _ = c.0.set(Arc::new(AtomicU64::new(v)));
-        }
-        c
+        Version { start: v, shared: OnceLock::new() }
     }
 
     pub fn get(&self) -> u64 {
-        self.0.get().map_or(0, |c| c.load(Ordering::SeqCst))
+        self.shared.get().map_or(self.start, |c| c.load(Ordering::SeqCst))
     }
 
     pub fn bump(&self) {
@@ -128,13 +127,13 @@ impl Version {
 
     /// The counter itself, for aliases and saved values that must see later bumps.
     pub fn shared(&self) -> Arc<AtomicU64> {
-        self.0.get_or_init(Default::default).clone()
+        self.shared.get_or_init(|| Arc::new(AtomicU64::new(self.start))).clone()
     }
 
     /// Another handle to the same counter.
     pub fn alias(&self) -> Version {
         let c = Version::default();
-        let _ = c.0.set(self.shared());
+        let _ = c.shared.set(self.shared());
         c
     }
 }
