@@ -288,7 +288,7 @@ impl Tensor {
                 self.numel()
             )));
         }
-        Ok(self.to_vec_f64()?[0])
+        Ok(self.value()?.scalar_f64().expect("one element"))
     }
 
     /// The value as an `ndarray` array of f64.

@@ -132,7 +132,10 @@ impl Value {
 
     /// The single element as f64 when the value has exactly one element (any rank).
     pub fn scalar_f64(&self) -> Option<f64> {
-        (self.numel() == 1).then(|| self.to_f64_vec()[0])
+        if self.numel() != 1 {
+            return None;
+        }
+        each_value!(self, a => a.iter().next().map(|&x| x.cast_f64()))
     }
 
     /// The array if this is an f32 value.

@@ -234,7 +234,7 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
         add_grad(&mut s.buffers[i], &e, Grad::Tensor(g))?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, |c| c.len())];
-    let mut to_realize: Vec<Tensor> = Vec::new();
+    let mut to_realize: Few<Tensor> = Few::new();
 
     for k in 0..s.order.len() {
         let i = s.order[k];
