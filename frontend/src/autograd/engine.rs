@@ -26,7 +26,7 @@ pub(crate) type Few<T> = SmallVec<[T; 2]>;
 
 pub(crate) struct Request {
     /// Where each root's gradient enters, and the gradient.
-    pub roots: Few<(Edge, Tensor)>,
+    pub roots: Few<(Edge, Grad)>,
     /// The tensors differentiated. Computed in the same graph as the gradients when still
     /// pending (PyTorch has them by then too): their intermediates are shared with the backward,
     /// so they need not be stored for a later, separate computation.
@@ -63,6 +63,12 @@ pub(crate) enum Grad {
 }
 
 impl Grad {
+    /// The implicit seed of a one-element output: a pending constant one, a tensor only if
+    /// something asks for one.
+    pub(crate) fn ones_like(t: &Tensor) -> Grad {
+        Grad::Expr(t.filled_expr(1.0), false)
+    }
+
     fn expr(&self) -> Arc<Expr> {
         match self {
             Grad::Tensor(t) => t.expr(),
@@ -231,7 +237,7 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
     s.buffers.resize(s.nodes.len(), None);
     for (e, g) in req.roots {
         let i = s.index[&key(&e.node)];
-        add_grad(&mut s.buffers[i], &e, Grad::Tensor(g))?;
+        add_grad(&mut s.buffers[i], &e, g)?;
     }
     let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, |c| c.len())];
     let mut to_realize: Few<Tensor> = Few::new();

@@ -90,7 +90,7 @@ pub fn backward(
 }
 
 /// Pairs each output with its incoming gradient, checking PyTorch's preconditions.
-fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<engine::Few<(node::Edge, Tensor)>> {
+fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<engine::Few<(node::Edge, engine::Grad)>> {
     if !grads.is_empty() && grads.len() != outputs.len() {
         return Err(Error::Autograd(format!(
             "grad can be implicitly created only for scalar outputs: got {} grad_outputs for {} outputs",
@@ -114,11 +114,7 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<engine::Few<(n
                         out.shape()
                     )));
                 }
-                if g.dtype() != out.dtype() {
-                    g.to_dtype(out.dtype())
-                } else {
-                    g
-                }
+                engine::Grad::Tensor(if g.dtype() != out.dtype() { g.to_dtype(out.dtype()) } else { g })
             }
             None => {
                 if out.numel() != 1 {
@@ -127,7 +123,7 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<engine::Few<(n
                     ));
                 }
                 // A pending constant, not a computed value: it folds into the backward graph.
-                out.filled_like(1.0)
+                engine::Grad::ones_like(out)
             }
         };
         roots.push((edge, g));
