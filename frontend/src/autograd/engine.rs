@@ -250,12 +250,14 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
             continue;
         }
         // Tensor hooks, then retain_grad, then capture (PyTorch's order).
+        let observers = node.observers().unwrap_or_default();
         let hook_lists: Vec<(usize, HookList)> = match &node.kind {
             Kind::Accumulate(leaf) => {
                 Tensor(leaf.clone()).meta().hooks.iter().map(|l| (0, l.clone())).collect()
             }
-            _ => node.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            _ => observers.hooks,
         };
+        let hooks_ran = !hook_lists.is_empty();
         for (nr, list) in hook_lists {
             let hooks = list.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for (_, h) in hooks {
@@ -275,7 +277,8 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
                 }
             }
         }
-        let retained = node.retained.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A hook may have asked for more (read again after hooks ran, as before them otherwise).
+        let retained = if hooks_ran { node.observers().unwrap_or_default().retained } else { observers.retained };
         for (nr, w) in retained {
             if let (Some(t), Some(g)) = (w.upgrade(), &buf[nr]) {
                 let t = Tensor(t);

@@ -103,7 +103,7 @@ impl Tensor {
         };
         if !m.retains_grad {
             m.retains_grad = true;
-            f.retained.lock().unwrap_or_else(|p| p.into_inner()).push((m.output_nr, Arc::downgrade(&self.0)));
+            f.retain(m.output_nr, Arc::downgrade(&self.0));
         }
         Ok(())
     }
