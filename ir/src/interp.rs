@@ -847,9 +847,9 @@ fn transpose<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Result<ArrayD<T>, String
 }
 
 fn expand<T: Copy>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
-    let v = a
-        .broadcast(IxDyn(shape))
-        .ok_or_else(|| format!("shape {} cannot be expanded to {}", shape_of(a), Shape::from(shape.to_vec())))?;
+    let v = a.broadcast(IxDyn(shape)).ok_or_else(|| {
+        format!("shape {} cannot be expanded to {}", shape_of(a), Shape::from(shape.to_vec()))
+    })?;
     from_vec(shape, v.iter().copied().collect())
 }
 

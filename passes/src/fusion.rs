@@ -147,7 +147,8 @@ impl<'g> Fuser<'g> {
             }
             Op::Slice { .. } => {
                 let ranges =
-                    n.op.slice_ranges(&Shape::from(xs.clone())).map_err(|m| Build::Fail(Error::Schedule(m)))?;
+                    n.op.slice_ranges(&Shape::from(xs.clone()))
+                        .map_err(|m| Build::Fail(Error::Schedule(m)))?;
                 let rows = ranges
                     .iter()
                     .zip(&map.rows)
@@ -465,8 +466,10 @@ impl<'g> Fuser<'g> {
         let n = if sb.len() == 1 { 1 } else { sb[sb.len() - 1] };
         let batch_a = if sa.len() > 2 { sa[..sa.len() - 2].to_vec() } else { vec![] };
         let batch_b = if sb.len() > 2 { sb[..sb.len() - 2].to_vec() } else { vec![] };
-        let batch =
-            kiln_ir::broadcast_shapes(&Shape::from(batch_a.clone()), &Shape::from(batch_b.clone())).expect("verified").0.to_vec();
+        let batch = kiln_ir::broadcast_shapes(&Shape::from(batch_a.clone()), &Shape::from(batch_b.clone()))
+            .expect("verified")
+            .0
+            .to_vec();
         // Operand access over [batch.., rows, cols]: missing and size-1 batch dims broadcast.
         let operand =
             |(buf, acc): (BufferId, Access), shape: &[usize], own_batch: &[usize], vector_is_row: bool| {

@@ -432,8 +432,11 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
     for s in &k.stores {
         let v = &vals[s.value];
         let shape = if post[s.value] && !inner[s.value] { outer_shape.clone() } else { k.domain.clone() };
-        let node =
-            Node { op: Op::Expand { shape: shape.clone() }, dtype: v.dtype(), shape: Shape::from(shape.clone()) };
+        let node = Node {
+            op: Op::Expand { shape: shape.clone() },
+            dtype: v.dtype(),
+            shape: Shape::from(shape.clone()),
+        };
         let full = eval_node(&node, &[v]).map_err(ierr)?;
         scatter(&mut bufs[s.buffer], &s.access, &shape, &full);
     }

@@ -278,7 +278,8 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
             }
         }
         // A hook may have asked for more (read again after hooks ran, as before them otherwise).
-        let retained = if hooks_ran { node.observers().unwrap_or_default().retained } else { observers.retained };
+        let retained =
+            if hooks_ran { node.observers().unwrap_or_default().retained } else { observers.retained };
         for (nr, w) in retained {
             if let (Some(t), Some(g)) = (w.upgrade(), &buf[nr]) {
                 let t = Tensor(t);
@@ -307,7 +308,8 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
             }
             Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
             Kind::Custom(state) => {
-                let grads: SmallVec<[Option<Tensor>; 2]> = buf.into_iter().map(|g| g.map(Grad::into_tensor)).collect();
+                let grads: SmallVec<[Option<Tensor>; 2]> =
+                    buf.into_iter().map(|g| g.map(Grad::into_tensor)).collect();
                 state.backward(node, &grads)?.into_iter().map(|g| g.map(Grad::Tensor)).collect()
             }
         };
@@ -420,7 +422,11 @@ fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Grad>]) -> Re
             }
             bound[plan.seed.index()] = Some(gy.into_tensor());
             plan.program.run(bound)?;
-            Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone()).map(Grad::Tensor)).collect())
+            Ok(plan
+                .grads
+                .iter()
+                .map(|g| g.and_then(|n| bound[n.index()].clone()).map(Grad::Tensor))
+                .collect())
         });
     }
     plan.program.with_slots(|bound: &mut [Option<Arc<Expr>>]| {

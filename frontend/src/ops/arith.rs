@@ -164,7 +164,11 @@ impl Tensor {
             let operands = if scalar_first { [&c, &x] } else { [&x, &c] };
             apply(name, Op::Binary(op), &operands)
         } else {
-            let operands = if scalar_first { smallvec::smallvec![c, x.expr()] } else { smallvec::smallvec![x.expr(), c] };
+            let operands = if scalar_first {
+                smallvec::smallvec![c, x.expr()]
+            } else {
+                smallvec::smallvec![x.expr(), c]
+            };
             Expr::apply(Op::Binary(op), operands).map(Tensor::from_expr)
         };
         r.unwrap_or_else(|e| panic!("{e}"))
