@@ -217,7 +217,11 @@ impl Replay for Arc<Expr> {
             return Ok(c.clone());
         }
         let typed_as_planned = s.typed_as_planned(operands.iter().map(|e| (e.dtype, e.shape.dims())));
-        let operands = operands.iter().map(|&e| e.clone()).collect();
+        let mut inputs = crate::expr::Operands::new();
+        for &e in operands {
+            inputs.push(e.clone());
+        }
+        let operands = inputs;
         if !typed_as_planned {
             // Not what the template was built for (a hook changed a gradient's dtype): the op's
             // own rule decides, or reports the error.
