@@ -17,8 +17,8 @@ use std::path::Path;
 /// let path = dir.path().join("x.npy");
 /// let x = Value::from_f64(DType::F32, [2], &[1.0, 2.0]).unwrap();
 /// kiln_cli::npy::write_value(&path, &x).unwrap();
-/// assert_eq!(kiln_cli::npy::read_value(&path, "x", DType::F32, &Shape(vec![2])).unwrap(), x);
-/// let err = kiln_cli::npy::read_value(&path, "x", DType::F32, &Shape(vec![3])).unwrap_err();
+/// assert_eq!(kiln_cli::npy::read_value(&path, "x", DType::F32, &Shape::from(vec![2])).unwrap(), x);
+/// let err = kiln_cli::npy::read_value(&path, "x", DType::F32, &Shape::from(vec![3])).unwrap_err();
 /// assert!(err.to_string().ends_with("x.npy: holds an array of shape [2], but input 'x' is f32[3]"));
 /// ```
 pub fn read_value(path: &Path, name: &str, dtype: DType, shape: &Shape) -> Result<Value> {

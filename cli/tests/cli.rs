@@ -234,8 +234,9 @@ fn run_the_reverse_graph_of_z_wx_b() {
         "--output",
         out.to_str().unwrap(),
     ]);
-    let read =
-        |k: usize| read_value(&out.join(format!("out{k}.npy")), "out", DType::F32, &Shape(vec![1])).unwrap();
+    let read = |k: usize| {
+        read_value(&out.join(format!("out{k}.npy")), "out", DType::F32, &Shape::from(vec![1])).unwrap()
+    };
     assert_eq!(read(0).to_f64_vec(), vec![-2.75]);
     assert_eq!(read(1).to_f64_vec(), vec![1.0]);
     assert_eq!(read(2).to_f64_vec(), vec![1.0]);
@@ -263,7 +264,7 @@ fn run_x2ex_gradient_matches_the_formula_and_the_interpreter() {
             "--backend",
             backend,
         ]);
-        let dx = read_value(&out.join("out1.npy"), "dx", DType::F32, &Shape(vec![3, 4])).unwrap();
+        let dx = read_value(&out.join("out1.npy"), "dx", DType::F32, &Shape::from(vec![3, 4])).unwrap();
         for (got, &x) in dx.to_f64_vec().iter().zip(&xs) {
             let x = x as f32 as f64;
             let want = 2.0 * x * x.exp() + x * x * x.exp();
@@ -433,7 +434,8 @@ fn onnx_run_with_a_tensorproto_input_gives_the_expected_output() {
     let model = format!("{ABS}/model.onnx");
     let input = format!("x={ABS}/test_data_set_0/input_0.pb");
     ok(&["run", &model, "--input", &input, "--output", &dir.path().display().to_string()]);
-    let got = read_value(&dir.path().join("out0.npy"), "out0", DType::F32, &Shape(vec![3, 4, 5])).unwrap();
+    let got =
+        read_value(&dir.path().join("out0.npy"), "out0", DType::F32, &Shape::from(vec![3, 4, 5])).unwrap();
     assert_eq!(got, pb(&format!("{ABS}/test_data_set_0/output_0.pb")));
 }
 

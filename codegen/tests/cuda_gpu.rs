@@ -100,7 +100,7 @@ fn handmade_kernels_match_the_reference_executor() {
                     .map(|_| (d.next() % 2000) as f64 / 500.0 - 2.0)
                     .map(|x| if buf.dtype.is_float() { x } else { (x * 10.0).round() })
                     .collect();
-                Value::from_f64(buf.dtype, kiln_ir::Shape(vec![buf.numel]), &data).unwrap()
+                Value::from_f64(buf.dtype, kiln_ir::Shape::from([buf.numel]), &data).unwrap()
             })
             .collect();
         let want = kiln_passes::kernel::execute(&s, &vals).unwrap();

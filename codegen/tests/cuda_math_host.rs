@@ -91,8 +91,8 @@ fn inputs_f64(seed: u64, f32: bool) -> Vec<f64> {
 fn cpu(f: &str, dt: DType, x: &[f64], y: &[f64]) -> Vec<f64> {
     let n = x.len();
     let mut g = Graph::new();
-    let a = g.input("x", dt, Shape(vec![n]));
-    let b = g.input("y", dt, Shape(vec![n]));
+    let a = g.input("x", dt, Shape::from(vec![n]));
+    let b = g.input("y", dt, Shape::from(vec![n]));
     let op = match f {
         "exp" => Some(UnaryOp::Exp),
         "log" => Some(UnaryOp::Log),
@@ -112,7 +112,7 @@ fn cpu(f: &str, dt: DType, x: &[f64], y: &[f64]) -> Vec<f64> {
         DType::F32 => Literal::F32(v.iter().map(|&x| x as f32).collect()),
         _ => Literal::F64(v.to_vec()),
     };
-    let vals = [lit(x), lit(y)].map(|l| Value::from_literal(&l, &Shape(vec![n])).unwrap());
+    let vals = [lit(x), lit(y)].map(|l| Value::from_literal(&l, &Shape::from(vec![n])).unwrap());
     let out = kiln_codegen::backend_named("jit").unwrap().run(&g, &vals).unwrap();
     match &out[0] {
         Value::F32(a) => a.iter().map(|&v| v as f64).collect(),

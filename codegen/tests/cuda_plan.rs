@@ -87,8 +87,8 @@ fn matmul_graphs() -> Vec<Graph> {
     ];
     for &(sa, sb, ta, tb) in cases {
         let mut g = Graph::new();
-        let a = g.input("a", f, Shape(sa.to_vec()));
-        let b = g.input("b", f, Shape(sb.to_vec()));
+        let a = g.input("a", f, Shape::from(sa.to_vec()));
+        let b = g.input("b", f, Shape::from(sb.to_vec()));
         let t = |g: &mut Graph, x, r: usize, on: bool| {
             if !on {
                 return x;

@@ -63,7 +63,7 @@ fn w1_forward_and_backward() {
 #[test]
 fn softmax_rows() {
     let mut g = Graph::new();
-    let x = g.input("x", DType::F32, Shape(vec![64, 1000]));
+    let x = g.input("x", DType::F32, Shape::from(vec![64, 1000]));
     let y = g.softmax(x, -1).unwrap();
     g.set_outputs(vec![y]);
     insta::assert_snapshot!("softmax_rows", render("softmax", &g));

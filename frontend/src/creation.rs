@@ -132,7 +132,9 @@ impl Tensor {
     pub fn full_typed(shape: &[usize], v: f64, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         let lit = Literal::splat(dtype, v, n);
-        Tensor::from_value(Value::from_literal(&lit, &Shape(shape.to_vec())).expect("splat matches shape"))
+        Tensor::from_value(
+            Value::from_literal(&lit, &Shape::from(shape.to_vec())).expect("splat matches shape"),
+        )
     }
 
     /// Filled with `v`, with [`TensorOptions`].

@@ -162,7 +162,7 @@ impl Drop for Expr {
         if inputs.iter().all(|e| Arc::strong_count(e) > 1) {
             return;
         }
-        let mut stack: Vec<Arc<Expr>> = std::mem::take(inputs).into_vec();
+        let mut stack: SmallVec<[Arc<Expr>; 8]> = inputs.drain(..).collect();
         while let Some(e) = stack.pop() {
             if let Ok(mut inner) = Arc::try_unwrap(e) {
                 if let State::Pending(inputs) = inner.state.get_mut().unwrap_or_else(|p| p.into_inner()) {

@@ -32,7 +32,7 @@ pub(crate) struct TensorImpl {
     pub dtype: DType,
     pub shape: Dims,
     /// The current value. Shared by `detach()` and `data()` aliases; in-place ops swap it.
-    pub storage: Arc<Storage>,
+    pub storage: Storage,
     /// Bumped by every in-place op. Shared by `detach()` aliases, not by `data()` ones.
     pub version: Version,
     pub meta: Mutex<Meta>,
@@ -43,40 +43,82 @@ pub(crate) struct TensorImpl {
     pub is_view: bool,
 }
 
-pub(crate) struct Storage {
-    expr: Mutex<Arc<Expr>>,
+/// A tensor's slot for its current value. Owned by the tensor until an alias (`detach()`,
+/// `data()`, a custom function's output) must see its in-place changes: then the slot moves
+/// into a shared cell both point at. Most tensors of a traced step are never aliased, and a
+/// separate allocation per tensor showed in the per-step profile.
+pub(crate) struct Storage(Mutex<Slot>);
+
+enum Slot {
+    Own(Arc<Expr>),
+    Shared(Arc<Mutex<Arc<Expr>>>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Storage {
-    pub fn new(e: Arc<Expr>) -> Arc<Storage> {
-        Arc::new(Storage { expr: Mutex::new(e) })
+    pub fn new(e: Arc<Expr>) -> Storage {
+        Storage(Mutex::new(Slot::Own(e)))
     }
+
     pub fn get(&self) -> Arc<Expr> {
-        self.expr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        match &*lock(&self.0) {
+            Slot::Own(e) => e.clone(),
+            Slot::Shared(c) => lock(c).clone(),
+        }
     }
+
     pub fn set(&self, e: Arc<Expr>) {
-        *self.expr.lock().unwrap_or_else(|p| p.into_inner()) = e;
+        match &mut *lock(&self.0) {
+            Slot::Own(old) => *old = e,
+            Slot::Shared(c) => *lock(c) = e,
+        }
+    }
+
+    /// Another handle to the same slot (this one becomes shared if it was not).
+    pub fn alias(&self) -> Storage {
+        let mut slot = lock(&self.0);
+        let cell = match &*slot {
+            Slot::Shared(c) => c.clone(),
+            Slot::Own(e) => {
+                let c = Arc::new(Mutex::new(e.clone()));
+                *slot = Slot::Shared(c.clone());
+                c
+            }
+        };
+        Storage(Mutex::new(Slot::Shared(cell)))
+    }
+
+    /// Whether both handles are the same shared slot.
+    fn same(&self, other: &Storage) -> bool {
+        // One lock at a time (two threads comparing the same pair in opposite orders).
+        let cell = |s: &Storage| match &*lock(&s.0) {
+            Slot::Shared(c) => Some(Arc::as_ptr(c)),
+            Slot::Own(_) => None,
+        };
+        cell(self).is_some_and(|a| cell(other) == Some(a))
     }
 }
 
-/// A tensor's version counter, allocated on first need (a bump, or an alias that must share it):
-/// most tensors of a traced step are never modified in place, and an allocation per tensor
-/// showed in the per-step profile. Unallocated, the version is 0.
+/// A tensor's version counter, allocated on first need (a bump, or an alias or saved value that
+/// must share it): most tensors of a traced step are never modified in place, and an allocation
+/// per tensor showed in the per-step profile. Until then the version is `start`.
 #[derive(Default)]
-pub(crate) struct Version(OnceLock<Arc<AtomicU64>>);
+pub(crate) struct Version {
+    start: u64,
+    shared: OnceLock<Arc<AtomicU64>>,
+}
 
 impl Version {
     /// A fresh counter starting at `v`.
     pub fn starting_at(v: u64) -> Version {
-        let c = Version::default();
-        if v != 0 {
-            let _ = c.0.set(Arc::new(AtomicU64::new(v)));
-        }
-        c
+        Version { start: v, shared: OnceLock::new() }
     }
 
     pub fn get(&self) -> u64 {
-        self.0.get().map_or(0, |c| c.load(Ordering::SeqCst))
+        self.shared.get().map_or(self.start, |c| c.load(Ordering::SeqCst))
     }
 
     pub fn bump(&self) {
@@ -85,13 +127,13 @@ impl Version {
 
     /// The counter itself, for aliases and saved values that must see later bumps.
     pub fn shared(&self) -> Arc<AtomicU64> {
-        self.0.get_or_init(Default::default).clone()
+        self.shared.get_or_init(|| Arc::new(AtomicU64::new(self.start))).clone()
     }
 
     /// Another handle to the same counter.
     pub fn alias(&self) -> Version {
         let c = Version::default();
-        let _ = c.0.set(self.shared());
+        let _ = c.shared.set(self.shared());
         c
     }
 }
@@ -171,7 +213,7 @@ impl Tensor {
 
     /// True if `a` and `b` share storage (e.g. one is the other's `detach()` or `data()`).
     pub fn shares_storage(a: &Tensor, b: &Tensor) -> bool {
-        Arc::ptr_eq(&a.0.storage, &b.0.storage)
+        Tensor::same(a, b) || a.0.storage.same(&b.0.storage)
     }
 
     // ----- type and shape ---------------------------------------------------------------------
@@ -246,7 +288,7 @@ impl Tensor {
                 self.numel()
             )));
         }
-        Ok(self.to_vec_f64()?[0])
+        Ok(self.value()?.scalar_f64().expect("one element"))
     }
 
     /// The value as an `ndarray` array of f64.

@@ -59,16 +59,16 @@ impl Graph {
         self.add(Op::MatMul, &[a, b])
     }
 
-    pub fn reshape(&mut self, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
-        self.add(Op::Reshape { shape }, &[x])
+    pub fn reshape(&mut self, x: NodeId, shape: impl AsRef<[usize]>) -> Result<NodeId> {
+        self.add(Op::Reshape { shape: shape.as_ref().to_vec() }, &[x])
     }
 
     pub fn transpose(&mut self, x: NodeId, perm: Vec<usize>) -> Result<NodeId> {
         self.add(Op::Transpose { perm }, &[x])
     }
 
-    pub fn expand(&mut self, x: NodeId, shape: Vec<usize>) -> Result<NodeId> {
-        self.add(Op::Expand { shape }, &[x])
+    pub fn expand(&mut self, x: NodeId, shape: impl AsRef<[usize]>) -> Result<NodeId> {
+        self.add(Op::Expand { shape: shape.as_ref().to_vec() }, &[x])
     }
 
     pub fn slice(

@@ -1,6 +1,7 @@
 //! Element types and static shapes.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::fmt;
 
 /// Element type of a value. Floats are differentiable; `I64` and `Bool` are not.
@@ -49,30 +50,47 @@ impl fmt::Display for DType {
     }
 }
 
+/// The extents of a shape, inline for up to four axes: a shape is made (and copied) for every
+/// traced op, and a heap allocation each showed in the per-step profile of small training steps.
+/// Hashes, compares, prints and serialises like the `Vec<usize>` it replaced.
+pub type Dims = SmallVec<[usize; 4]>;
+
 /// A static shape: the extent of each axis. `[]` is a scalar.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Shape(pub Vec<usize>);
+pub struct Shape(pub Dims);
+
+impl Clone for Shape {
+    /// A copy of the extents (`SmallVec`'s own `clone` goes element by element).
+    #[inline]
+    fn clone(&self) -> Shape {
+        Shape(Dims::from_slice(&self.0))
+    }
+}
 
 impl Shape {
-    pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
-        Shape(dims.into())
+    pub fn new(dims: impl Into<Shape>) -> Shape {
+        dims.into()
     }
 
+    #[inline]
     pub fn scalar() -> Shape {
-        Shape(Vec::new())
+        Shape(Dims::new())
     }
 
+    #[inline]
     pub fn rank(&self) -> usize {
         self.0.len()
     }
 
+    #[inline]
     pub fn dims(&self) -> &[usize] {
         &self.0
     }
 
     /// Number of elements (1 for a scalar). Saturates instead of overflowing, so an absurd shape
     /// is reported as too large rather than panicking.
+    #[inline]
     pub fn numel(&self) -> usize {
         self.0.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
@@ -107,19 +125,37 @@ impl fmt::Display for Shape {
 
 impl From<Vec<usize>> for Shape {
     fn from(v: Vec<usize>) -> Shape {
-        Shape(v)
+        Shape(Dims::from_vec(v))
+    }
+}
+
+impl From<&Vec<usize>> for Shape {
+    fn from(v: &Vec<usize>) -> Shape {
+        Shape(Dims::from_slice(v))
     }
 }
 
 impl From<&[usize]> for Shape {
     fn from(v: &[usize]) -> Shape {
-        Shape(v.to_vec())
+        Shape(Dims::from_slice(v))
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(v: [usize; N]) -> Shape {
-        Shape(v.to_vec())
+        Shape(Dims::from_slice(&v))
+    }
+}
+
+impl<const N: usize> From<&[usize; N]> for Shape {
+    fn from(v: &[usize; N]) -> Shape {
+        Shape(Dims::from_slice(v))
+    }
+}
+
+impl From<Dims> for Shape {
+    fn from(v: Dims) -> Shape {
+        Shape(v)
     }
 }
 
@@ -132,17 +168,21 @@ pub fn normalize_axis(axis: i64, rank: usize) -> Option<usize> {
 
 /// Numpy broadcasting of two shapes; `None` when they are incompatible.
 pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
+    // The common case of elementwise ops (and of every traced op's shape rule: keep it cheap).
+    if a == b {
+        return Some(a.clone());
+    }
     let rank = a.rank().max(b.rank());
-    let mut out = vec![0; rank];
-    for (i, o) in out.iter_mut().enumerate() {
+    let mut out = Dims::with_capacity(rank);
+    for i in 0..rank {
         let da = dim_from_right(a, rank - 1 - i);
         let db = dim_from_right(b, rank - 1 - i);
-        *o = match (da, db) {
+        out.push(match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
             _ => return None,
-        };
+        });
     }
     Some(Shape(out))
 }
@@ -166,7 +206,7 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        let s = |v: &[usize]| Shape(v.to_vec());
+        let s = |v: &[usize]| Shape::from(v);
         assert_eq!(broadcast_shapes(&s(&[3, 1]), &s(&[4])), Some(s(&[3, 4])));
         assert_eq!(broadcast_shapes(&s(&[]), &s(&[2, 2])), Some(s(&[2, 2])));
         assert_eq!(broadcast_shapes(&s(&[2, 3]), &s(&[3, 2])), None);
@@ -180,7 +220,7 @@ mod tests {
         assert_eq!(normalize_axis(-1, 3), Some(2));
         assert_eq!(normalize_axis(3, 3), None);
         assert_eq!(normalize_axis(-4, 3), None);
-        assert_eq!(Shape(vec![2, 3, 4]).strides(), vec![12, 4, 1]);
+        assert_eq!(Shape::from([2, 3, 4]).strides(), vec![12, 4, 1]);
         assert_eq!(Shape::scalar().numel(), 1);
     }
 }

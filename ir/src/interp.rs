@@ -86,7 +86,7 @@ impl Value {
 
     /// The shape (`[]` for a scalar).
     pub fn shape(&self) -> Shape {
-        Shape(each_value!(self, a => a.shape().to_vec()))
+        Shape::from(each_value!(self, a => a.shape().to_vec()))
     }
 
     /// Number of elements.
@@ -132,7 +132,10 @@ impl Value {
 
     /// The single element as f64 when the value has exactly one element (any rank).
     pub fn scalar_f64(&self) -> Option<f64> {
-        (self.numel() == 1).then(|| self.to_f64_vec()[0])
+        if self.numel() != 1 {
+            return None;
+        }
+        each_value!(self, a => a.iter().next().map(|&x| x.cast_f64()))
     }
 
     /// The array if this is an f32 value.
@@ -707,7 +710,7 @@ fn cast<T: Elem>(a: &ArrayD<T>, to: DType) -> Value {
 // ----- broadcasting helpers ---------------------------------------------------------------------
 
 fn shape_of<T>(a: &ArrayD<T>) -> Shape {
-    Shape(a.shape().to_vec())
+    Shape::from(a.shape().to_vec())
 }
 
 fn from_vec<T>(shape: &[usize], data: Vec<T>) -> Result<ArrayD<T>, String> {
@@ -799,11 +802,11 @@ fn fold<T: Copy>(
 fn matmul<F: LinalgScalar>(a: &ArrayD<F>, b: &ArrayD<F>) -> Result<ArrayD<F>, String> {
     let (sa, sb) = (shape_of(a), shape_of(b));
     let out = matmul_shape(&sa, &sb)?;
-    let a2 = if sa.rank() == 1 { vec![1, sa.0[0]] } else { sa.0.clone() };
-    let b2 = if sb.rank() == 1 { vec![sb.0[0], 1] } else { sb.0.clone() };
+    let a2 = if sa.rank() == 1 { vec![1, sa.0[0]] } else { sa.0.to_vec() };
+    let b2 = if sb.rank() == 1 { vec![sb.0[0], 1] } else { sb.0.to_vec() };
     let (ra, rb) = (a2.len(), b2.len());
     let (m, k, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 1]);
-    let (ba, bb) = (Shape(a2[..ra - 2].to_vec()), Shape(b2[..rb - 2].to_vec()));
+    let (ba, bb) = (Shape::from(a2[..ra - 2].to_vec()), Shape::from(b2[..rb - 2].to_vec()));
     let batch = broadcast_shapes(&ba, &bb).ok_or_else(|| broadcast_err(&[ba, bb]))?;
     let nb = batch.numel();
     // Each operand broadcast to [batch.., rows, cols], then flattened to [nb, rows, cols].
@@ -828,7 +831,7 @@ fn matmul<F: LinalgScalar>(a: &ArrayD<F>, b: &ArrayD<F>) -> Result<ArrayD<F>, St
 fn reshape<T: Copy>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
     let n: usize = shape.iter().product();
     if n != a.len() {
-        return Err(format!("cannot reshape {} elements to {}", a.len(), Shape(shape.to_vec())));
+        return Err(format!("cannot reshape {} elements to {}", a.len(), Shape::from(shape.to_vec())));
     }
     from_vec(shape, a.iter().copied().collect())
 }
@@ -844,9 +847,9 @@ fn transpose<T: Copy>(a: &ArrayD<T>, perm: &[usize]) -> Result<ArrayD<T>, String
 }
 
 fn expand<T: Copy>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, String> {
-    let v = a
-        .broadcast(IxDyn(shape))
-        .ok_or_else(|| format!("shape {} cannot be expanded to {}", shape_of(a), Shape(shape.to_vec())))?;
+    let v = a.broadcast(IxDyn(shape)).ok_or_else(|| {
+        format!("shape {} cannot be expanded to {}", shape_of(a), Shape::from(shape.to_vec()))
+    })?;
     from_vec(shape, v.iter().copied().collect())
 }
 

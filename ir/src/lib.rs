@@ -36,7 +36,7 @@ pub mod text;
 pub mod verify;
 
 pub use dot::{DotCluster, DotStyle};
-pub use dtype::{broadcast_shapes, broadcasts_to, normalize_axis, DType, Shape};
+pub use dtype::{broadcast_shapes, broadcasts_to, normalize_axis, DType, Dims, Shape};
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use interp::{allclose, run, Value};

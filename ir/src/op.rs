@@ -4,7 +4,7 @@
 //! purpose: composite operations (softmax, layer norm, gelu, losses) are built from these where
 //! they are created, so autodiff, fusion and codegen each have few cases to handle.
 
-use crate::dtype::{broadcast_shapes, broadcasts_to, normalize_axis, DType, Shape};
+use crate::dtype::{broadcast_shapes, broadcasts_to, normalize_axis, DType, Dims, Shape};
 use crate::error::{Error, Result};
 use crate::literal::Literal;
 use serde::{Deserialize, Serialize};
@@ -342,7 +342,7 @@ impl Op {
             }
             Op::Reshape { shape } => {
                 let (d, s) = operands[0];
-                let to = Shape(shape.clone());
+                let to = Shape::from(shape.as_slice());
                 if to.numel() != s.numel() {
                     return Err(err(format!(
                         "shape '{to}' is invalid for input of size {} (shape {s})",
@@ -358,7 +358,7 @@ impl Op {
             }
             Op::Expand { shape } => {
                 let (d, s) = operands[0];
-                let to = Shape(shape.clone());
+                let to = Shape::from(shape.as_slice());
                 if !broadcasts_to(s, &to) {
                     return Err(err(format!("shape {s} cannot be expanded to {to}")));
                 }
@@ -483,7 +483,7 @@ pub fn reduce_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
 
 /// The shape left after reducing normalised `axes`.
 pub fn reduced_shape(s: &Shape, axes: &[usize], keepdims: bool) -> Shape {
-    let mut out = Vec::with_capacity(s.rank());
+    let mut out = Dims::with_capacity(s.rank());
     for (i, &d) in s.0.iter().enumerate() {
         if axes.contains(&i) {
             if keepdims {
@@ -501,8 +501,8 @@ pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
     if a.rank() == 0 || b.rank() == 0 {
         return Err(format!("both operands must be at least 1-D, got {a} and {b}"));
     }
-    let a2 = if a.rank() == 1 { Shape(vec![1, a.0[0]]) } else { a.clone() };
-    let b2 = if b.rank() == 1 { Shape(vec![b.0[0], 1]) } else { b.clone() };
+    let a2 = if a.rank() == 1 { Shape::from([1, a.0[0]]) } else { a.clone() };
+    let b2 = if b.rank() == 1 { Shape::from([b.0[0], 1]) } else { b.clone() };
     let (m, k) = (a2.0[a2.rank() - 2], a2.0[a2.rank() - 1]);
     let (k2, n) = (b2.0[b2.rank() - 2], b2.0[b2.rank() - 1]);
     if k != k2 {
@@ -510,8 +510,8 @@ pub fn matmul_shape(a: &Shape, b: &Shape) -> Result<Shape, String> {
             "mat1 and mat2 shapes cannot be multiplied ({a} and {b}: inner dimensions {k} and {k2} differ)"
         ));
     }
-    let ba = Shape(a2.0[..a2.rank() - 2].to_vec());
-    let bb = Shape(b2.0[..b2.rank() - 2].to_vec());
+    let ba = Shape::from(&a2.0[..a2.rank() - 2]);
+    let bb = Shape::from(&b2.0[..b2.rank() - 2]);
     let batch = broadcast_shapes(&ba, &bb)
         .ok_or_else(|| format!("batch dimensions {ba} and {bb} cannot be broadcast together"))?;
     let mut out = batch.0;
@@ -542,7 +542,7 @@ mod tests {
     use super::*;
 
     fn s(v: &[usize]) -> Shape {
-        Shape(v.to_vec())
+        Shape::from(v.to_vec())
     }
 
     #[test]

@@ -504,7 +504,7 @@ impl<'c, 'd> Gen<'c, 'd> {
             let d = self.dim();
             dims.insert(0, d);
         }
-        Shape(dims)
+        Shape::from(dims)
     }
 
     fn value_of(&mut self) -> f64 {
@@ -713,7 +713,7 @@ impl<'c, 'd> Gen<'c, 'd> {
                 // A constant on the left: [n, m] @ a.
                 let m = if r == 1 { k } else { sa.dims()[r - 2] };
                 let n = self.dim();
-                let c = self.constant(Shape(vec![n, m]))?;
+                let c = self.constant(Shape::from(vec![n, m]))?;
                 return self.add(Op::MatMul, &[c, a]);
             }
             _ => {}
@@ -738,7 +738,7 @@ impl<'c, 'd> Gen<'c, 'd> {
                 s
             }
         };
-        let c = self.constant(Shape(shape))?;
+        let c = self.constant(Shape::from(shape))?;
         self.add(Op::MatMul, &[a, c])
     }
 
@@ -790,7 +790,7 @@ impl<'c, 'd> Gen<'c, 'd> {
             let d = self.dim();
             dims.insert(0, d);
         }
-        self.add(Op::Expand { shape: dims }, &[x])
+        self.add(Op::Expand { shape: dims.to_vec() }, &[x])
     }
 
     fn slice(&mut self) -> Option<NodeId> {
@@ -841,7 +841,7 @@ impl<'c, 'd> Gen<'c, 'd> {
                 2 if self.cfg.families.constants => {
                     let mut dims = s.0.clone();
                     dims[ax] = self.dim();
-                    self.constant(Shape(dims))
+                    self.constant(Shape::from(dims))
                 }
                 3 if s.dims()[ax] >= 1 => {
                     let end = 1 + self.dice.below(s.dims()[ax]) as i64;

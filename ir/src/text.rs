@@ -1013,7 +1013,7 @@ fn parse_type<'a>(cur: &mut Cursor<'a>) -> Result<(DType, Shape, &'a Token)> {
         }
     }
     check_dims(&dims).map_err(|m| cur.err(t, m))?;
-    Ok((dtype, Shape(dims), t))
+    Ok((dtype, Shape::from(dims), t))
 }
 
 fn parse_literal(dtype: DType, items: &[&Token], line: usize) -> Result<Literal> {

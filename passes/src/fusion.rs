@@ -57,7 +57,7 @@ impl Map {
     /// Access into a row-major buffer of `shape` (the node's, or the flat view's).
     fn access(&self, node_shape: &[usize], domain_rank: usize) -> Access {
         let shape = self.flat.as_deref().unwrap_or(node_shape);
-        let st = Shape(shape.to_vec()).strides();
+        let st = Shape::from(shape.to_vec()).strides();
         let mut a = Access { offset: 0, strides: vec![0; domain_rank] };
         for ((off, coef), &s) in self.rows.iter().zip(&st) {
             a.offset += off * s as i64;
@@ -134,7 +134,7 @@ impl<'g> Fuser<'g> {
         match &n.op {
             Op::Reshape { .. } => Ok(match &map.flat {
                 Some(_) => map.clone(),
-                None => Map { rows: map.rows.clone(), flat: Some(n.shape.0.clone()) },
+                None => Map { rows: map.rows.clone(), flat: Some(n.shape.0.to_vec()) },
             }),
             _ if map.flat.is_some() => Err(Build::Realize(id)),
             Op::Expand { .. } => Ok(broadcast_rows(map, xs, &n.shape.0, rank)),
@@ -147,7 +147,8 @@ impl<'g> Fuser<'g> {
             }
             Op::Slice { .. } => {
                 let ranges =
-                    n.op.slice_ranges(&Shape(xs.clone())).map_err(|m| Build::Fail(Error::Schedule(m)))?;
+                    n.op.slice_ranges(&Shape::from(xs.clone()))
+                        .map_err(|m| Build::Fail(Error::Schedule(m)))?;
                 let rows = ranges
                     .iter()
                     .zip(&map.rows)
@@ -355,10 +356,10 @@ impl<'g> Fuser<'g> {
                 }
                 Op::Concat { axis } => {
                     let ax = n.shape.axis(*axis).expect("verified");
-                    let st = Shape(n.shape.0.clone()).strides();
+                    let st = Shape::from(n.shape.0.clone()).strides();
                     let mut off = 0usize;
                     for (j, x) in g.operands(r).into_iter().enumerate() {
-                        let xshape = g.node(x).shape.0.clone();
+                        let xshape = g.node(x).shape.0.to_vec();
                         let mut kb = KernelBuilder::new(xshape.clone());
                         let v = self.emit(&mut kb, x, &Map::identity(&xshape), false)?;
                         let access = Access {
@@ -372,7 +373,7 @@ impl<'g> Fuser<'g> {
                 }
                 Op::Reduce { op, axes, .. } => {
                     let x = g.operands(r)[0];
-                    let xshape = g.node(x).shape.0.clone();
+                    let xshape = g.node(x).shape.0.to_vec();
                     let axes = kiln_ir::op::reduce_axes(axes, xshape.len())
                         .map_err(|m| Build::Fail(Error::Schedule(m)))?;
                     let count: usize = axes.iter().map(|&a| xshape[a]).product();
@@ -390,7 +391,7 @@ impl<'g> Fuser<'g> {
                         };
                         // Nothing to iterate over: the result is a constant over the outer points.
                         kb = KernelBuilder::new(
-                            kiln_ir::op::reduced_shape(&Shape(xshape.clone()), &axes, true).0,
+                            kiln_ir::op::reduced_shape(&Shape::from(xshape.clone()), &axes, true).0.to_vec(),
                         );
                         kb.push(KOp::Const(fill), n.dtype)
                     } else {
@@ -404,7 +405,7 @@ impl<'g> Fuser<'g> {
                         v = kb.push(KOp::Binary(kiln_ir::BinaryOp::Div, v, c), n.dtype);
                     }
                     let red_axes = if count == 0 { vec![] } else { axes.clone() };
-                    let kept = kiln_ir::op::reduced_shape(&Shape(xshape.clone()), &axes, true);
+                    let kept = kiln_ir::op::reduced_shape(&Shape::from(xshape.clone()), &axes, true);
                     let kst = kept.strides();
                     let access = Access {
                         offset: 0,
@@ -415,7 +416,7 @@ impl<'g> Fuser<'g> {
                     steps.push(finish(kb, name, red_axes, vec![Store { buffer: out, value: v, access }]));
                 }
                 _ => {
-                    let shape = n.shape.0.clone();
+                    let shape = n.shape.0.to_vec();
                     let mut kb = KernelBuilder::new(shape.clone());
                     let v = self.emit(&mut kb, r, &Map::identity(&shape), true)?;
                     let store = Store { buffer: out, value: v, access: Access::contiguous(&shape) };
@@ -444,7 +445,7 @@ impl<'g> Fuser<'g> {
             computed_in[j].extend(nodes);
         }
         for &o in g.outputs() {
-            s.outputs.push((buf_of[&o], g.node(o).shape.0.clone()));
+            s.outputs.push((buf_of[&o], g.node(o).shape.0.to_vec()));
         }
         s.verify().map_err(Build::Fail)?;
         Ok(Built { schedule: s, sources, computed_in })
@@ -465,8 +466,10 @@ impl<'g> Fuser<'g> {
         let n = if sb.len() == 1 { 1 } else { sb[sb.len() - 1] };
         let batch_a = if sa.len() > 2 { sa[..sa.len() - 2].to_vec() } else { vec![] };
         let batch_b = if sb.len() > 2 { sb[..sb.len() - 2].to_vec() } else { vec![] };
-        let batch =
-            kiln_ir::broadcast_shapes(&Shape(batch_a.clone()), &Shape(batch_b.clone())).expect("verified").0;
+        let batch = kiln_ir::broadcast_shapes(&Shape::from(batch_a.clone()), &Shape::from(batch_b.clone()))
+            .expect("verified")
+            .0
+            .to_vec();
         // Operand access over [batch.., rows, cols]: missing and size-1 batch dims broadcast.
         let operand =
             |(buf, acc): (BufferId, Access), shape: &[usize], own_batch: &[usize], vector_is_row: bool| {

@@ -31,7 +31,7 @@ pub struct Access {
 impl Access {
     /// Row-major contiguous access of a buffer of `shape`, indexed by that shape.
     pub fn contiguous(shape: &[usize]) -> Access {
-        let s = Shape(shape.to_vec()).strides();
+        let s = Shape::from(shape.to_vec()).strides();
         Access { offset: 0, strides: s.into_iter().map(|v| v as i64).collect() }
     }
 
@@ -399,7 +399,7 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
                     let node = Node {
                         op: Op::Expand { shape: k.domain.clone() },
                         dtype: ins.dtype,
-                        shape: Shape(k.domain.clone()),
+                        shape: Shape::from(k.domain.clone()),
                     };
                     eval_node(&node, &[&vals[*a]]).map_err(ierr)?
                 };
@@ -407,7 +407,7 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
                 let node = Node {
                     op: Op::Reduce { op: *op, axes, keepdims: true },
                     dtype: ins.dtype,
-                    shape: Shape(outer_shape.clone()),
+                    shape: Shape::from(outer_shape.clone()),
                 };
                 eval_node(&node, &[&full]).map_err(ierr)?
             }
@@ -432,8 +432,11 @@ fn run_kernel(k: &Kernel, bufs: &mut [Value]) -> Result<()> {
     for s in &k.stores {
         let v = &vals[s.value];
         let shape = if post[s.value] && !inner[s.value] { outer_shape.clone() } else { k.domain.clone() };
-        let node =
-            Node { op: Op::Expand { shape: shape.clone() }, dtype: v.dtype(), shape: Shape(shape.clone()) };
+        let node = Node {
+            op: Op::Expand { shape: shape.clone() },
+            dtype: v.dtype(),
+            shape: Shape::from(shape.clone()),
+        };
         let full = eval_node(&node, &[v]).map_err(ierr)?;
         scatter(&mut bufs[s.buffer], &s.access, &shape, &full);
     }
@@ -449,7 +452,7 @@ fn run_matmul(mm: &MatMulStep, bufs: &mut [Value]) -> Result<()> {
     let b = gather(&bufs[mm.b.buffer], &mm.b.access, &sb);
     let mut so = mm.batch.clone();
     so.extend([mm.m, mm.n]);
-    let node = Node { op: Op::MatMul, dtype: mm.dtype, shape: Shape(so.clone()) };
+    let node = Node { op: Op::MatMul, dtype: mm.dtype, shape: Shape::from(so.clone()) };
     let out = eval_node(&node, &[&a, &b]).map_err(|e| Error::Schedule(format!("{}: {e}", mm.name)))?;
     scatter(&mut bufs[mm.out], &Access::contiguous(&so), &so, &out);
     Ok(())
@@ -472,12 +475,12 @@ pub fn execute(s: &Schedule, inputs: &[Value]) -> Result<Vec<Value>> {
                 Role::Constant(l) => l.clone(),
                 _ => Literal::splat(b.dtype, 0.0, b.numel),
             };
-            Value::from_literal(&lit, &Shape(vec![b.numel])).expect("sized")
+            Value::from_literal(&lit, &Shape::from(vec![b.numel])).expect("sized")
         })
         .collect();
     for (k, v) in inputs.iter().enumerate() {
         let flat = v.to_literal();
-        bufs[s.inputs[k]] = Value::from_literal(&flat, &Shape(vec![flat.len()])).expect("sized");
+        bufs[s.inputs[k]] = Value::from_literal(&flat, &Shape::from(vec![flat.len()])).expect("sized");
     }
     for step in &s.steps {
         match step {
@@ -488,7 +491,7 @@ pub fn execute(s: &Schedule, inputs: &[Value]) -> Result<Vec<Value>> {
     s.outputs
         .iter()
         .map(|(b, shape)| {
-            Value::from_literal(&bufs[*b].to_literal(), &Shape(shape.clone()))
+            Value::from_literal(&bufs[*b].to_literal(), &Shape::from(shape.clone()))
                 .map_err(|e| Error::Schedule(e.to_string()))
         })
         .collect()

@@ -148,7 +148,7 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
             let inner = xs[0];
             let single_use = g.users(inner).len() == 1 && !g.outputs().contains(&inner);
             match g.node(inner).op.clone() {
-                _ if g.node(inner).shape.0 == to => Some(inner),
+                _ if g.node(inner).shape.dims() == &to[..] => Some(inner),
                 Op::Reshape { .. } => {
                     let src = g.operands(inner)[0];
                     Some(g.reshape(src, to)?)
@@ -157,7 +157,7 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
                 Op::Reduce { op, axes, keepdims: true } if single_use => {
                     let src = g.operands(inner)[0];
                     let r = g.reduce(op, src, axes, false)?;
-                    (g.node(r).shape.0 == to).then_some(r)
+                    (g.node(r).shape.dims() == &to[..]).then_some(r)
                 }
                 _ => None,
             }
@@ -181,7 +181,7 @@ fn rewrite(g: &mut Graph, id: NodeId) -> Result<Option<NodeId>> {
         }
         Op::Expand { shape: to } => {
             let inner = xs[0];
-            if g.node(inner).shape.0 == to {
+            if g.node(inner).shape.dims() == &to[..] {
                 Some(inner)
             } else if let Op::Expand { .. } = g.node(inner).op {
                 let src = g.operands(inner)[0];

@@ -262,8 +262,8 @@ fn matmul(g: &mut Graph, xs: &[NodeId], slot: usize, gy: NodeId) -> Result<NodeI
     let (a, b) = (xs[0], xs[1]);
     let (sa, sb) = (g.node(a).shape.clone(), g.node(b).shape.clone());
     let promoted = |s: &Shape, front: bool| match (s.rank(), front) {
-        (1, true) => Shape(vec![1, s.0[0]]),
-        (1, false) => Shape(vec![s.0[0], 1]),
+        (1, true) => Shape::from(vec![1, s.0[0]]),
+        (1, false) => Shape::from(vec![s.0[0], 1]),
         _ => s.clone(),
     };
     let (s_a2, s_b2) = (promoted(&sa, true), promoted(&sb, false));
@@ -318,14 +318,14 @@ fn slice(g: &mut Graph, op: &Op, x: NodeId, gy: NodeId) -> Result<NodeId> {
 fn interleave_zeros(g: &mut Graph, v: NodeId, ax: usize, k: usize) -> Result<NodeId> {
     let s = g.node(v).shape.clone();
     let len = s.0[ax];
-    let mut split = s.0.clone();
+    let mut split = s.0.to_vec();
     split.insert(ax + 1, 1);
     let col = g.reshape(v, split.clone())?;
     let mut zshape = split.clone();
     zshape[ax + 1] = k - 1;
     let z = zeros(g, v, zshape);
     let both = g.concat(&[col, z], (ax + 1) as i64)?;
-    let mut flat = s.0.clone();
+    let mut flat = s.0.to_vec();
     flat[ax] = len * k;
     let spread = g.reshape(both, flat)?;
     Ok(g.slice(spread, vec![0], vec![((len - 1) * k + 1) as i64], vec![ax as i64], vec![1])?)
@@ -339,7 +339,7 @@ fn pad_axis(g: &mut Graph, v: NodeId, ax: usize, before: usize, after: usize) ->
         if is_data {
             parts.push(v);
         } else if n > 0 {
-            let mut zs = s.0.clone();
+            let mut zs = s.0.to_vec();
             zs[ax] = n;
             parts.push(zeros(g, v, zs));
         }

@@ -89,7 +89,7 @@ fn first_order(case: &Case) -> (Graph, Vec<usize>) {
         gs.into_iter().map(|d| d.unwrap_or_else(|| panic!("{}: no gradient", case.name))).collect();
     g.set_outputs(gs);
     g.verify().unwrap_or_else(|e| panic!("{}: reverse graph does not verify: {e}", case.name));
-    let shape = g.node(y).shape.0.clone();
+    let shape = g.node(y).shape.0.to_vec();
     (g, shape)
 }
 
@@ -176,7 +176,7 @@ fn check(case: &Case, seed: u64) -> (f64, f64) {
     let mut in2 = with_seed.clone();
     in2.extend(v_vals.iter().cloned());
     let mut shapes2 = shapes1.clone();
-    shapes2.extend(outs.iter().map(|&o| g1.node(o).shape.0.clone()));
+    shapes2.extend(outs.iter().map(|&o| g1.node(o).shape.0.to_vec()));
     let analytic2 = eval(&g2, &in2, &shapes2);
     let loss2 = |x: &[Vec<f64>]| {
         let mut xin = x.to_vec();
@@ -189,7 +189,7 @@ fn check(case: &Case, seed: u64) -> (f64, f64) {
 }
 
 fn zeros_like(g: &mut Graph, like: NodeId) -> NodeId {
-    let s = g.node(like).shape.0.clone();
+    let s = g.node(like).shape.0.to_vec();
     let z = g.scalar(DType::F64, 0.0);
     if s.is_empty() {
         z

@@ -393,7 +393,7 @@ fn value_from_bytes(dt: DType, bytes: &[u8], shape: &[usize]) -> Value {
         ),
         DType::Bool => Literal::Bool(bytes.iter().map(|&b| b != 0).collect()),
     };
-    Value::from_literal(&lit, &Shape(shape.to_vec())).expect("sized by the schedule")
+    Value::from_literal(&lit, &Shape::from(shape.to_vec())).expect("sized by the schedule")
 }
 
 impl Backend for Cuda {

@@ -14,23 +14,28 @@ use crate::expr;
 use crate::expr::Expr;
 use crate::expr::FastMap;
 use crate::tensor::{Meta, Tensor};
+use kiln_ir::{BinaryOp, Op};
 use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+/// A request's lists: inline for the usual one or two entries (a tiny step runs a backward or
+/// two per step).
+pub(crate) type Few<T> = SmallVec<[T; 2]>;
+
 pub(crate) struct Request {
     /// Where each root's gradient enters, and the gradient.
-    pub roots: Vec<(Edge, Tensor)>,
+    pub roots: Few<(Edge, Grad)>,
     /// The tensors differentiated. Computed in the same graph as the gradients when still
     /// pending (PyTorch has them by then too): their intermediates are shared with the backward,
     /// so they need not be stored for a later, separate computation.
-    pub outputs: Vec<Tensor>,
+    pub outputs: Few<Tensor>,
     pub retain_graph: bool,
     pub create_graph: bool,
     /// `Some(edges)`: capture the gradients flowing into these edges instead of accumulating
     /// into leaves (`autograd::grad`).
-    pub capture: Option<Vec<Edge>>,
+    pub capture: Option<Few<Edge>>,
 }
 
 type Key = *const Node;
@@ -44,7 +49,62 @@ fn key(n: &Arc<Node>) -> Key {
 
 /// The gradients of one node's outputs (or of its inputs, coming back from its backward):
 /// inline for the usual one or two.
-pub(crate) type Grads = SmallVec<[Option<Tensor>; 2]>;
+pub(crate) type Grads = SmallVec<[Option<Grad>; 2]>;
+
+/// A gradient flowing through the engine. A backward that is not recorded passes bare lazy
+/// values from node to node and makes a tensor only where one is needed (a hook, retain_grad,
+/// a captured gradient, a custom function, `.grad`): a tensor per intermediate gradient
+/// showed in the per-step profile of small training steps.
+#[derive(Clone)]
+pub(crate) enum Grad {
+    Tensor(Tensor),
+    /// A value and whether a view op made it (the tensor it becomes is flagged as a view).
+    Expr(Arc<Expr>, bool),
+}
+
+impl Grad {
+    /// The implicit seed of a one-element output: a pending constant one, a tensor only if
+    /// something asks for one.
+    pub(crate) fn ones_like(t: &Tensor) -> Grad {
+        Grad::Expr(t.filled_expr(1.0), false)
+    }
+
+    fn expr(&self) -> Arc<Expr> {
+        match self {
+            Grad::Tensor(t) => t.expr(),
+            Grad::Expr(e, _) => e.clone(),
+        }
+    }
+
+    fn into_tensor(self) -> Tensor {
+        match self {
+            Grad::Tensor(t) => t,
+            Grad::Expr(e, view) => Tensor::build(e, Meta::default(), view),
+        }
+    }
+
+    /// The gradient as a tensor (made once, then kept).
+    fn tensor(&mut self) -> &Tensor {
+        if let Grad::Expr(e, view) = self {
+            *self = Grad::Tensor(Tensor::build(e.clone(), Meta::default(), *view));
+        }
+        match self {
+            Grad::Tensor(t) => t,
+            Grad::Expr(..) => unreachable!("converted above"),
+        }
+    }
+
+    /// `self + other`: a bare sum when both are bare values of one dtype.
+    fn add(self, other: Grad) -> Result<Grad> {
+        match (self, other) {
+            (Grad::Expr(a, _), Grad::Expr(b, _)) if a.dtype == b.dtype && !is_grad_enabled() => {
+                let sum = Expr::apply(Op::Binary(BinaryOp::Add), smallvec::smallvec![a, b])?;
+                Ok(Grad::Expr(sum, false))
+            }
+            (a, b) => Ok(Grad::Tensor(a.into_tensor().add(&b.into_tensor())?)),
+        }
+    }
+}
 
 /// The engine's working lists, reused from one pass to the next on a thread (a small training
 /// step runs a backward every step; allocating these each time showed in profiles). A pass
@@ -179,8 +239,8 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
         let i = s.index[&key(&e.node)];
         add_grad(&mut s.buffers[i], &e, g)?;
     }
-    let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, Vec::len)];
-    let mut to_realize: Vec<Tensor> = Vec::new();
+    let mut captured: Vec<Option<Tensor>> = vec![None; req.capture.as_ref().map_or(0, |c| c.len())];
+    let mut to_realize: Few<Tensor> = Few::new();
 
     for k in 0..s.order.len() {
         let i = s.order[k];
@@ -190,16 +250,19 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
             continue;
         }
         // Tensor hooks, then retain_grad, then capture (PyTorch's order).
+        let observers = node.observers().unwrap_or_default();
         let hook_lists: Vec<(usize, HookList)> = match &node.kind {
             Kind::Accumulate(leaf) => {
                 Tensor(leaf.clone()).meta().hooks.iter().map(|l| (0, l.clone())).collect()
             }
-            _ => node.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            _ => observers.hooks,
         };
+        let hooks_ran = !hook_lists.is_empty();
         for (nr, list) in hook_lists {
             let hooks = list.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for (_, h) in hooks {
-                if let Some(g) = &buf[nr] {
+                if let Some(g) = &mut buf[nr] {
+                    let g = g.tensor();
                     if let Some(r) = h(g) {
                         if r.shape() != g.shape() {
                             return Err(Error::Autograd(format!(
@@ -209,12 +272,14 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
                                 r.shape()
                             )));
                         }
-                        buf[nr] = Some(r);
+                        buf[nr] = Some(Grad::Tensor(r));
                     }
                 }
             }
         }
-        let retained = node.retained.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // A hook may have asked for more (read again after hooks ran, as before them otherwise).
+        let retained =
+            if hooks_ran { node.observers().unwrap_or_default().retained } else { observers.retained };
         for (nr, w) in retained {
             if let (Some(t), Some(g)) = (w.upgrade(), &buf[nr]) {
                 let t = Tensor(t);
@@ -225,7 +290,7 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
         if let Some(caps) = &req.capture {
             for (k, c) in caps.iter().enumerate() {
                 if Arc::ptr_eq(&c.node, node) {
-                    captured[k] = buf[c.input_nr].clone();
+                    captured[k] = buf[c.input_nr].as_mut().map(|g| g.tensor().clone());
                 }
             }
         }
@@ -242,7 +307,11 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
                 Grads::new()
             }
             Kind::Graph(plan) => apply_graph(node, plan, &buf)?,
-            Kind::Custom(state) => state.backward(node, &buf)?.into(),
+            Kind::Custom(state) => {
+                let grads: SmallVec<[Option<Tensor>; 2]> =
+                    buf.into_iter().map(|g| g.map(Grad::into_tensor)).collect();
+                state.backward(node, &grads)?.into_iter().map(|g| g.map(Grad::Tensor)).collect()
+            }
         };
         for (k, (e, g)) in node.next.iter().zip(outs).enumerate() {
             if let (Some(e), Some(g)) = (e, g) {
@@ -273,25 +342,25 @@ fn run_with(s: &mut Scratch, req: Request) -> Result<Vec<Option<Tensor>>> {
     Ok(captured)
 }
 
-fn add_grad(buf: &mut Option<Grads>, e: &Edge, g: Tensor) -> Result<()> {
+fn add_grad(buf: &mut Option<Grads>, e: &Edge, g: Grad) -> Result<()> {
     let buf = buf.get_or_insert_with(|| smallvec::smallvec![None; e.node.outputs.len()]);
     let slot = &mut buf[e.input_nr];
     *slot = Some(match slot.take() {
         None => g,
-        Some(prev) => prev.add(&g)?,
+        Some(prev) => prev.add(g)?,
     });
     Ok(())
 }
 
 /// Adds `g` into `t.grad`: the first gradient is stored as is (detached unless `create_graph`);
 /// later ones are added in place, or out of place under `create_graph` (as PyTorch does).
-pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
+fn accumulate(t: &Tensor, g: Grad, create_graph: bool) {
     let mut m = t.meta();
     match m.grad.take() {
-        None => m.grad = Some(if create_graph { g } else { Tensor::from_expr(g.expr()) }),
+        None => m.grad = Some(if create_graph { g.into_tensor() } else { Tensor::from_expr(g.expr()) }),
         Some(old) if create_graph => {
             drop(m);
-            let sum = old.add(&g).expect("a gradient has its tensor's shape");
+            let sum = old.add(&g.into_tensor()).expect("a gradient has its tensor's shape");
             t.meta().grad = Some(sum);
         }
         Some(old) => {
@@ -309,12 +378,12 @@ pub(crate) fn accumulate(t: &Tensor, g: Tensor, create_graph: bool) {
 
 /// Runs a node's reverse program. Recorded (`create_graph`: grad mode is on) it replays tensor
 /// ops; otherwise it replays bare exprs and makes tensors only for the gradients it returns.
-fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Tensor>]) -> Result<Grads> {
+fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Grad>]) -> Result<Grads> {
     let gy = match &buf[0] {
         Some(g) => g.clone(),
         None => {
             let (d, s) = &node.outputs[0];
-            Tensor::zeros_typed(s, *d)
+            Grad::Tensor(Tensor::zeros_typed(s, *d))
         }
     };
     // The saved values, version-checked.
@@ -351,9 +420,13 @@ fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Tensor>]) -> 
             if let Some(r) = result_tensor {
                 bound[plan.output.index()] = Some(r);
             }
-            bound[plan.seed.index()] = Some(gy);
+            bound[plan.seed.index()] = Some(gy.into_tensor());
             plan.program.run(bound)?;
-            Ok(plan.grads.iter().map(|g| g.and_then(|n| bound[n.index()].clone())).collect())
+            Ok(plan
+                .grads
+                .iter()
+                .map(|g| g.and_then(|n| bound[n.index()].clone()).map(Grad::Tensor))
+                .collect())
         });
     }
     plan.program.with_slots(|bound: &mut [Option<Arc<Expr>>]| {
@@ -377,13 +450,13 @@ fn apply_graph(node: &Arc<Node>, plan: &ReversePlan, buf: &[Option<Tensor>]) -> 
             let t = if i == plan.seed.index() {
                 gy.clone()
             } else if let Some((_, t)) = bound_nodes.clone().find(|(b, _)| *b == i) {
-                t.clone()
+                Grad::Tensor(t.clone())
             } else if i == plan.output.index() && result_expr.is_some() {
                 let saved = node.saved();
-                saved.result.as_ref().expect("saved at record time").unpack(&node.name)?
+                Grad::Tensor(saved.result.as_ref().expect("saved at record time").unpack(&node.name)?)
             } else {
                 match &bound[i] {
-                    Some(e) => Tensor::build(e.clone(), Meta::default(), plan.program.is_view(i)),
+                    Some(e) => Grad::Expr(e.clone(), plan.program.is_view(i)),
                     None => {
                         grads.push(None);
                         continue;

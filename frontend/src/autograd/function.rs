@@ -189,7 +189,7 @@ fn apply_function<F: Function>(f: Arc<F>, inputs: &[&Tensor]) -> Result<Vec<Tens
             Tensor(Arc::new(TensorImpl {
                 dtype: o.dtype(),
                 shape: o.0.shape.clone(),
-                storage: o.0.storage.clone(),
+                storage: o.0.storage.alias(),
                 version: o.0.version.alias(),
                 meta: Mutex::new(Meta { grad_fn: Some(node.clone()), output_nr: nr, ..Meta::default() }),
                 inference: o.0.inference,

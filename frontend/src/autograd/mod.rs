@@ -47,7 +47,7 @@ pub struct GradOptions {
 /// ```
 pub fn grad(outputs: &[&Tensor], inputs: &[&Tensor], opts: GradOptions) -> Result<Vec<Option<Tensor>>> {
     let roots = roots(outputs, &opts.grad_outputs)?;
-    let mut capture = Vec::with_capacity(inputs.len());
+    let mut capture = engine::Few::with_capacity(inputs.len());
     for (i, t) in inputs.iter().enumerate() {
         capture.push(gradient_edge(t).ok_or_else(|| {
             Error::Autograd(format!("One of the differentiated Tensors (input {i}) does not require grad"))
@@ -90,7 +90,7 @@ pub fn backward(
 }
 
 /// Pairs each output with its incoming gradient, checking PyTorch's preconditions.
-fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<Vec<(node::Edge, Tensor)>> {
+fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<engine::Few<(node::Edge, engine::Grad)>> {
     if !grads.is_empty() && grads.len() != outputs.len() {
         return Err(Error::Autograd(format!(
             "grad can be implicitly created only for scalar outputs: got {} grad_outputs for {} outputs",
@@ -98,7 +98,7 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<Vec<(node::Edg
             outputs.len()
         )));
     }
-    let mut roots = Vec::with_capacity(outputs.len());
+    let mut roots = engine::Few::with_capacity(outputs.len());
     for (i, out) in outputs.iter().enumerate() {
         let edge = gradient_edge(out).ok_or_else(|| {
             Error::Autograd(format!(
@@ -114,11 +114,7 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<Vec<(node::Edg
                         out.shape()
                     )));
                 }
-                if g.dtype() != out.dtype() {
-                    g.to_dtype(out.dtype())
-                } else {
-                    g
-                }
+                engine::Grad::Tensor(if g.dtype() != out.dtype() { g.to_dtype(out.dtype()) } else { g })
             }
             None => {
                 if out.numel() != 1 {
@@ -127,7 +123,7 @@ fn roots(outputs: &[&Tensor], grads: &[Option<Tensor>]) -> Result<Vec<(node::Edg
                     ));
                 }
                 // A pending constant, not a computed value: it folds into the backward graph.
-                out.filled_like(1.0)
+                engine::Grad::ones_like(out)
             }
         };
         roots.push((edge, g));

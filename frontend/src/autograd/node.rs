@@ -58,10 +58,18 @@ pub(crate) struct Node {
     /// dtype and shape of each output, to make zero gradients for outputs that received none.
     pub outputs: SmallVec<[(DType, Dims); 1]>,
     pub saved: Mutex<Saved>,
-    /// Hooks registered on this node's output tensors: (output_nr, hooks).
-    pub hooks: Mutex<Vec<(usize, HookList)>>,
+    /// What was registered on this node's outputs, made by the first registration (most nodes
+    /// never have any: one lock and one pointer each, the engine checks it once per node).
+    pub observers: Mutex<Option<Box<Observers>>>,
+}
+
+/// Hooks and `retain_grad` requests on a node's output tensors.
+#[derive(Clone, Default)]
+pub(crate) struct Observers {
+    /// Hooks registered on the node's output tensors: (output_nr, hooks).
+    pub hooks: Vec<(usize, HookList)>,
     /// Output tensors that asked to `retain_grad()`.
-    pub retained: Mutex<Vec<(usize, Weak<TensorImpl>)>>,
+    pub retained: Vec<(usize, Weak<TensorImpl>)>,
 }
 
 /// Values saved for backward. Released after a backward without `retain_graph`.
@@ -161,8 +169,7 @@ impl Node {
             next,
             outputs,
             saved: Mutex::new(saved),
-            hooks: Mutex::new(Vec::new()),
-            retained: Mutex::new(Vec::new()),
+            observers: Mutex::new(None),
         })
     }
 
@@ -172,13 +179,25 @@ impl Node {
 
     /// The hook list of output `nr`, created on first use.
     pub fn hooks_of(&self, nr: usize) -> HookList {
-        let mut hs = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut o = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        let hs = &mut o.get_or_insert_with(Default::default).hooks;
         if let Some((_, l)) = hs.iter().find(|(n, _)| *n == nr) {
             return l.clone();
         }
         let l = HookList::default();
         hs.push((nr, l.clone()));
         l
+    }
+
+    /// Keeps output `nr`'s gradient in `t.grad` during backward.
+    pub fn retain(&self, nr: usize, t: Weak<TensorImpl>) {
+        let mut o = self.observers.lock().unwrap_or_else(|p| p.into_inner());
+        o.get_or_insert_with(Default::default).retained.push((nr, t));
+    }
+
+    /// A copy of what is registered (`None` when nothing is).
+    pub fn observers(&self) -> Option<Observers> {
+        self.observers.lock().unwrap_or_else(|p| p.into_inner()).as_deref().cloned()
     }
 }
 

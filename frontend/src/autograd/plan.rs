@@ -67,7 +67,8 @@ impl ReversePlan {
         let bound: Vec<NodeId> = inputs.iter().flatten().copied().chain([output, seed]).collect();
         let order: Vec<NodeId> =
             graph.topo_order()?.into_iter().filter(|n| live[n.index()] && !bound.contains(n)).collect();
-        let program = Program::new(&graph, &order);
+        let exposed: Vec<NodeId> = grads.iter().flatten().copied().collect();
+        let program = Program::new(&graph, &order, &exposed);
         let uses_input = inputs.iter().map(|i| i.is_some_and(|i| live[i.index()])).collect();
         let uses_result = live[output.index()];
         Ok(ReversePlan { inputs, output, seed, grads, program, uses_input, uses_result })
@@ -96,6 +97,10 @@ pub(crate) struct Step {
     /// For a `Constant` step: its value, made once and shared by every replay (an expr is
     /// immutable, and a constant computes the same value each time).
     constant: Option<Arc<Expr>>,
+    /// The same as a tensor, for replays on tensors, unless the step's value leaves the program
+    /// (a caller could change a tensor it is handed in place). Internal constants are only read:
+    /// as operands of recorded ops they are embedded in the ops' templates, never saved.
+    constant_tensor: Option<Tensor>,
 }
 
 impl Step {
@@ -107,8 +112,9 @@ impl Step {
 }
 
 impl Program {
-    /// Replays `order` (nodes of `g`, in topological order).
-    pub fn new(g: &Graph, order: &[NodeId]) -> Program {
+    /// Replays `order` (nodes of `g`, in topological order); the values of `exposed` nodes are
+    /// handed to callers.
+    pub fn new(g: &Graph, order: &[NodeId], exposed: &[NodeId]) -> Program {
         let steps = order
             .iter()
             .map(|&n| {
@@ -121,6 +127,8 @@ impl Program {
                     Op::Constant(lit) => Some(Expr::constant(lit.clone(), node.shape.clone())),
                     _ => None,
                 };
+                let constant_tensor =
+                    constant.as_ref().filter(|_| !exposed.contains(&n)).map(|c| Tensor::from_expr(c.clone()));
                 Step {
                     node: n.index(),
                     op: node.op.clone(),
@@ -130,6 +138,7 @@ impl Program {
                     operands,
                     operand_types,
                     constant,
+                    constant_tensor,
                 }
             })
             .collect();
@@ -187,6 +196,9 @@ thread_local! {
 
 impl Replay for Tensor {
     fn step(s: &Step, operands: &[&Tensor]) -> Result<Tensor> {
+        if let Some(t) = &s.constant_tensor {
+            return Ok(t.clone());
+        }
         if let Some(c) = &s.constant {
             return Ok(Tensor::from_expr(c.clone()));
         }
@@ -205,7 +217,11 @@ impl Replay for Arc<Expr> {
             return Ok(c.clone());
         }
         let typed_as_planned = s.typed_as_planned(operands.iter().map(|e| (e.dtype, e.shape.dims())));
-        let operands = operands.iter().map(|&e| e.clone()).collect();
+        let mut inputs = crate::expr::Operands::new();
+        for &e in operands {
+            inputs.push(e.clone());
+        }
+        let operands = inputs;
         if !typed_as_planned {
             // Not what the template was built for (a hook changed a gradient's dtype): the op's
             // own rule decides, or reports the error.

@@ -103,7 +103,7 @@ impl Tensor {
         };
         if !m.retains_grad {
             m.retains_grad = true;
-            f.retained.lock().unwrap_or_else(|p| p.into_inner()).push((m.output_nr, Arc::downgrade(&self.0)));
+            f.retain(m.output_nr, Arc::downgrade(&self.0));
         }
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Tensor {
         Tensor(Arc::new(TensorImpl {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
-            storage: self.0.storage.clone(),
+            storage: self.0.storage.alias(),
             version: self.0.version.alias(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,
@@ -169,7 +169,7 @@ impl Tensor {
         Tensor(Arc::new(TensorImpl {
             dtype: self.0.dtype,
             shape: self.0.shape.clone(),
-            storage: self.0.storage.clone(),
+            storage: self.0.storage.alias(),
             version: Version::default(),
             meta: Mutex::new(Meta::default()),
             inference: self.0.inference,

@@ -78,7 +78,7 @@ impl Module for Embedding {
             )));
         }
         let n = indices.numel();
-        let rows = Tensor::constant(Literal::I64((0..v as i64).collect()), Shape(vec![1, v]));
+        let rows = Tensor::constant(Literal::I64((0..v as i64).collect()), Shape::from(vec![1, v]));
         let mut out_shape = indices.shape().to_vec();
         out_shape.push(d);
         apply_composite("EmbeddingBackward0", &[&self.weight, indices, &rows], |g, x| {

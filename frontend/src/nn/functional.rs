@@ -46,7 +46,7 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
     if let Some(bad) = target.to_vec_f64()?.into_iter().find(|&t| t < 0.0 || t >= c as f64) {
         return Err(Error::Op(format!("Target {bad} is out of bounds.")));
     }
-    let classes = Tensor::constant(Literal::I64((0..c as i64).collect()), kiln_ir::Shape(vec![1, c]));
+    let classes = Tensor::constant(Literal::I64((0..c as i64).collect()), kiln_ir::Shape::from([1, c]));
     apply_composite("NllLossBackward0", &[log_probs, target, &classes], |g, x| {
         let t = g.reshape(x[1], vec![n, 1])?;
         let hit = g.compare(CompareOp::Equal, t, x[2])?;

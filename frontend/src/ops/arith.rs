@@ -1,7 +1,9 @@
 //! Elementwise arithmetic and comparisons, as methods (returning `Result`) and as operators
 //! (`+ - * /` on tensors and `f64` scalars, both sides; they panic with the same message).
 
+use crate::autograd::mode::is_grad_enabled;
 use crate::error::{Error, Result};
+use crate::expr::Expr;
 use crate::ops::record::apply;
 use crate::tensor::Tensor;
 use kiln_ir::{BinaryOp, CompareOp, DType, Literal, Op, Shape, UnaryOp};
@@ -141,19 +143,35 @@ impl Tensor {
     }
 
     fn rsub_scalar(&self, s: f64) -> Tensor {
-        let x = self.promoted_for(s, BinaryOp::Sub);
-        apply("RsubBackward1", Op::Binary(BinaryOp::Sub), &[&x.scalar_like(s), &x])
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.with_scalar("RsubBackward1", BinaryOp::Sub, s, true)
     }
 
     fn scalar_op(&self, name: &'static str, op: BinaryOp, s: f64) -> Tensor {
-        let x = self.promoted_for(s, op);
-        apply(name, Op::Binary(op), &[&x, &x.scalar_like(s)]).unwrap_or_else(|e| panic!("{e}"))
+        self.with_scalar(name, op, s, false)
     }
 
     fn scalar_lhs_op(&self, name: &'static str, op: BinaryOp, s: f64) -> Tensor {
+        self.with_scalar(name, op, s, true)
+    }
+
+    /// `self op s`, or `s op self` when `scalar_first`. When nothing is recorded the scalar
+    /// needs no tensor of its own (an optimiser's `grad * lr` under `no_grad`, every step).
+    fn with_scalar(&self, name: &'static str, op: BinaryOp, s: f64, scalar_first: bool) -> Tensor {
         let x = self.promoted_for(s, op);
-        apply(name, Op::Binary(op), &[&x.scalar_like(s), &x]).unwrap_or_else(|e| panic!("{e}"))
+        let c = crate::expr::filled(x.dtype(), s, &[]);
+        let r = if is_grad_enabled() && x.requires_grad() {
+            let c = Tensor::from_expr(c);
+            let operands = if scalar_first { [&c, &x] } else { [&x, &c] };
+            apply(name, Op::Binary(op), &operands)
+        } else {
+            let operands = if scalar_first {
+                smallvec::smallvec![c, x.expr()]
+            } else {
+                smallvec::smallvec![x.expr(), c]
+            };
+            Expr::apply(Op::Binary(op), operands).map(Tensor::from_expr)
+        };
+        r.unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

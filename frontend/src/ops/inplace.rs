@@ -12,6 +12,13 @@ use std::sync::{Arc, Mutex};
 impl Tensor {
     /// Replaces this tensor's value by `f(old)` in place.
     fn inplace(&self, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        if !is_grad_enabled() {
+            // Nothing is recorded, so nothing can save the old value: the op reads this tensor's
+            // current value directly (no tensor for the old value, e.g. per optimiser update).
+            self.check_inplace_allowed()?;
+            let new = f(self)?;
+            return self.set_inplace(new);
+        }
         let (grad_fn, output_nr, requires_grad) = {
             let m = self.meta();
             (m.grad_fn.clone(), m.output_nr, m.requires_grad)
@@ -33,6 +40,12 @@ impl Tensor {
             is_view: false,
         }));
         let new = f(&old)?;
+        self.set_inplace(new)
+    }
+
+    /// Makes `new` this tensor's value (an in-place op's result): same shape required, this
+    /// tensor's dtype kept, the version bumped, and `new`'s history (if any) becomes this one's.
+    fn set_inplace(&self, new: Tensor) -> Result<Tensor> {
         if new.shape() != self.shape() {
             return Err(Error::Op(format!(
                 "output with shape {:?} doesn't match the broadcast shape {:?}",
@@ -149,7 +162,7 @@ impl Tensor {
         }
         let block: usize = self.shape()[index.len()..].iter().product();
         let mask: Vec<bool> = (0..self.numel()).map(|k| k >= start && k < start + block).collect();
-        let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
+        let mask = Tensor::constant(Literal::Bool(mask), Shape::from(self.shape().to_vec()));
         self.inplace(|x| apply("CopySlices", Op::Where, &[&mask, &x.scalar_like(v), x]))
     }
 
@@ -175,7 +188,7 @@ impl Tensor {
         }
         let strides = Shape::new(self.shape()).strides();
         let mask: Vec<bool> = (0..self.numel()).map(|k| hit[(k / strides[d]) % self.shape()[d]]).collect();
-        let mask = Tensor::constant(Literal::Bool(mask), Shape(self.shape().to_vec()));
+        let mask = Tensor::constant(Literal::Bool(mask), Shape::from(self.shape().to_vec()));
         self.inplace(|x| apply("IndexFillBackward0", Op::Where, &[&mask, &x.scalar_like(v), x]))
     }
 }

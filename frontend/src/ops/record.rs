@@ -3,12 +3,13 @@
 //! Both build the lazy value; when gradients are recorded they also create the `grad_fn` node.
 
 use crate::autograd::mode::is_grad_enabled;
-use crate::autograd::node::{gradient_edge, Kind, Node, Saved, SavedResult, SavedTensor};
+use crate::autograd::node::{gradient_edge, Edges, Kind, Node, Saved, SavedResult, SavedTensor};
 use crate::autograd::plan::{Program, ReversePlan, Template};
 use crate::error::Result;
 use crate::expr::{Expr, FastMap, FxHasher, Operands};
 use crate::tensor::{Dims, Meta, Tensor};
 use kiln_ir::{BinaryOp, DType, Graph, Literal, NodeId, Op, ReduceOp, Shape, UnaryOp};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -41,7 +42,12 @@ pub(crate) fn apply_typed(
     inputs: &[&Tensor],
     typed: Option<(DType, Shape, u64)>,
 ) -> Result<Tensor> {
-    let operands: Operands = inputs.iter().map(|t| t.expr()).collect();
+    // Plain pushes rather than `collect` into the inline lists: for two or three items the
+    // generic `extend` costs several times the work (it showed in the per-step profile).
+    let mut operands = Operands::new();
+    for t in inputs {
+        operands.push(t.expr());
+    }
     let (dtype, shape, hash) = match typed {
         Some(t) => t,
         None => {
@@ -52,11 +58,12 @@ pub(crate) fn apply_typed(
     };
     let view = is_view_op(&op);
     // Each input's autograd state is read once (it is behind a lock).
-    let requires: Flags = if dtype.is_float() && is_grad_enabled() {
-        inputs.iter().map(|t| t.requires_grad()).collect()
-    } else {
-        Flags::new()
-    };
+    let mut requires = Flags::new();
+    if dtype.is_float() && is_grad_enabled() {
+        for t in inputs {
+            requires.push(t.requires_grad());
+        }
+    }
     if !requires.iter().any(|&r| r) {
         return Ok(Tensor::build(
             Expr::pending_hashed(op, operands, dtype, shape, hash),
@@ -64,7 +71,10 @@ pub(crate) fn apply_typed(
             view,
         ));
     }
-    let needs: Flags = inputs.iter().zip(&requires).map(|(t, &r)| r && t.dtype().is_float()).collect();
+    let mut needs = Flags::new();
+    for (t, &r) in inputs.iter().zip(&requires) {
+        needs.push(r && t.dtype().is_float());
+    }
     let key = KeyOf { op: &op, inputs, operands: &operands, requires: &requires, needs: &needs };
     let plan = cached_plan(&key, || {
         let (mut graph, nodes) = template_inputs(inputs);
@@ -201,7 +211,7 @@ pub(crate) fn apply_composite(
             }
         }
         let order: Vec<NodeId> = g.topo_order()?.into_iter().filter(|n| bound[n.index()].is_none()).collect();
-        Program::new(g, &order).run(&mut bound)?;
+        Program::new(g, &order, &[template.output]).run(&mut bound)?;
         bound[template.output.index()].clone().expect("the template's output was replayed")
     };
     let expr = value.expr();
@@ -242,12 +252,14 @@ fn record(
     expr: Arc<Expr>,
     view: bool,
 ) -> Result<Tensor> {
-    let next = inputs.iter().zip(needs).map(|(t, &n)| if n { gradient_edge(t) } else { None }).collect();
-    let saved_inputs = inputs
-        .iter()
-        .zip(&plan.uses_input)
-        .map(|(t, &u)| if u { SavedTensor::new(t).map(Some) } else { Ok(None) })
-        .collect::<Result<_>>()?;
+    let mut next = Edges::new();
+    for (t, &n) in inputs.iter().zip(needs) {
+        next.push(if n { gradient_edge(t) } else { None });
+    }
+    let mut saved_inputs = SmallVec::new();
+    for (t, &u) in inputs.iter().zip(&plan.uses_input) {
+        saved_inputs.push(if u { Some(SavedTensor::new(t)?) } else { None });
+    }
     let uses_result = plan.uses_result;
     let outputs = smallvec::smallvec![(expr.dtype, Dims::from_slice(expr.shape.dims()))];
     let saved = Saved { released: false, inputs: saved_inputs, result: None };

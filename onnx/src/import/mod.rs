@@ -334,7 +334,7 @@ impl Cx {
     }
 
     pub fn shape(&self, id: NodeId) -> Vec<usize> {
-        self.g.node(id).shape.0.clone()
+        self.g.node(id).shape.0.to_vec()
     }
 
     pub fn dtype(&self, id: NodeId) -> DType {

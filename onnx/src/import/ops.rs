@@ -218,12 +218,12 @@ pub(crate) fn lower(cx: &mut Cx, n: &NodeProto) -> Result<Outs, String> {
         "Expand" => {
             let x = cx.input(n, 0)?;
             let dims = cx.const_ints(n, 1, "shape")?.ok_or("input 1 (shape) is required")?;
-            let to = kiln_ir::Shape(crate::tensor::shape_of(&dims)?);
+            let to = kiln_ir::Shape::from(crate::tensor::shape_of(&dims)?);
             let from = cx.g.node(x).shape.clone();
             // ONNX Expand broadcasts both ways: the result has the broadcast of both shapes.
             let out = broadcast_shapes(&from, &to)
                 .ok_or_else(|| format!("shape {from} cannot be expanded to {to}"))?;
-            one(cx.add(Op::Expand { shape: out.0 }, &[x])?)
+            one(cx.add(Op::Expand { shape: out.0.to_vec() }, &[x])?)
         }
         "Squeeze" | "Unsqueeze" => {
             let x = cx.input(n, 0)?;
@@ -362,7 +362,7 @@ fn axis_incl(a: i64, rank: usize) -> Result<usize, String> {
 /// The element count of `dims`, saturating (shapes in a damaged model can be absurd; kiln's
 /// shape inference then reports them instead of overflowing).
 fn prod(dims: &[usize]) -> usize {
-    kiln_ir::Shape(dims.to_vec()).numel()
+    kiln_ir::Shape::from(dims).numel()
 }
 
 /// A tensor of `shape` filled with the single element of `fill`: a scalar constant broadcast
@@ -481,7 +481,7 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
         let out = kiln_ir::op::reduced_shape(&shape, &reduced, keep);
         let v = Value::from_literal(&kiln_ir::Literal::scalar(cx.dtype(x), fill), &kiln_ir::Shape::scalar())
             .map_err(|e| e.to_string())?;
-        return filled(cx, &v, out.0);
+        return filled(cx, &v, out.0.to_vec());
     }
     let r = |cx: &mut Cx, op: ReduceOp, v: NodeId| {
         cx.add(Op::Reduce { op, axes: axes.clone(), keepdims: keep }, &[v])
@@ -525,7 +525,7 @@ fn reduce(cx: &mut Cx, n: &NodeProto, a: &Attrs) -> Result<NodeId, String> {
                 Ok(y)
             } else {
                 let out = kiln_ir::op::reduced_shape(&shape, &reduced, false);
-                cx.add(Op::Reshape { shape: out.0 }, &[y])
+                cx.add(Op::Reshape { shape: out.0.to_vec() }, &[y])
             }
         }
     }
