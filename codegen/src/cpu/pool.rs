@@ -75,9 +75,10 @@ struct Done {
 }
 
 struct Shared {
-    /// (generation, job): the generation counts jobs handed out.
-    slot: Mutex<(u64, Option<Arc<Job>>)>,
-    /// The slot's generation, readable without the lock (what spinning workers watch).
+    /// The current job, if any.
+    slot: Mutex<Option<Arc<Job>>>,
+    /// Jobs handed out so far. Changed only under `slot`'s lock (so a worker that checks it
+    /// there before waiting on `cv` cannot miss a job); read without it by spinning workers.
     generation: AtomicU64,
     cv: Condvar,
 }
@@ -92,7 +93,7 @@ fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
         let shared = Arc::new(Shared {
-            slot: Mutex::new((0, None)),
+            slot: Mutex::new(None),
             generation: AtomicU64::new(0),
             cv: Condvar::new(),
         });
@@ -113,11 +114,11 @@ fn worker(sh: Arc<Shared>) {
         spin_until(|| sh.generation.load(Ordering::Acquire) != seen);
         let job = {
             let mut g = sh.slot.lock().unwrap_or_else(|p| p.into_inner());
-            while g.0 == seen {
+            while sh.generation.load(Ordering::Acquire) == seen {
                 g = sh.cv.wait(g).unwrap_or_else(|p| p.into_inner());
             }
-            seen = g.0;
-            g.1.clone()
+            seen = sh.generation.load(Ordering::Acquire);
+            g.clone()
         };
         if let Some(job) = job {
             work(&job);
@@ -177,9 +178,8 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     let job = Arc::new(Job { f: f_static, n, next: Arc::new(AtomicUsize::new(0)), done: done.clone() });
     {
         let mut g = p.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
-        g.0 += 1;
-        g.1 = Some(job.clone());
-        p.shared.generation.store(g.0, Ordering::Release);
+        *g = Some(job.clone());
+        p.shared.generation.fetch_add(1, Ordering::Release);
         p.shared.cv.notify_all();
     }
     work(&job);
@@ -192,8 +192,7 @@ pub fn run(n: usize, f: &(dyn Fn(usize) + Sync)) {
     }
     {
         // Drop the pool's reference so that a late worker sees no job.
-        let mut g = p.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
-        g.1 = None;
+        *p.shared.slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
     if done.panicked.load(Ordering::Relaxed) {
         panic!("a kiln worker task panicked");
