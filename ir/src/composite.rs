@@ -13,6 +13,13 @@ impl Graph {
     /// `x - m - log(Σ exp(x - m))`, `m = max(x)`.
     pub fn log_softmax(&mut self, x: NodeId, axis: i64) -> Result<NodeId> {
         let m = self.reduce(ReduceOp::Max, x, vec![axis], true)?;
+        self.log_softmax_shifted(x, m, axis)
+    }
+
+    /// `log_softmax(x)` along `axis` with the stabilising shift `m` given (any value constant
+    /// along `axis`, kept as a dim of 1; the result does not depend on it): `(x - m) - log Σ
+    /// exp(x - m)`. The frontend passes a max it does not differentiate.
+    pub fn log_softmax_shifted(&mut self, x: NodeId, m: NodeId, axis: i64) -> Result<NodeId> {
         let shifted = self.sub(x, m)?;
         let e = self.unary(UnaryOp::Exp, shifted)?;
         let s = self.reduce(ReduceOp::Sum, e, vec![axis], true)?;
@@ -23,6 +30,12 @@ impl Graph {
     /// `softmax(x)` along `axis`: `exp(x - m) / Σ exp(x - m)`, `m = max(x)`.
     pub fn softmax(&mut self, x: NodeId, axis: i64) -> Result<NodeId> {
         let m = self.reduce(ReduceOp::Max, x, vec![axis], true)?;
+        self.softmax_shifted(x, m, axis)
+    }
+
+    /// `softmax(x)` along `axis` with the stabilising shift `m` given (see
+    /// [`Graph::log_softmax_shifted`]).
+    pub fn softmax_shifted(&mut self, x: NodeId, m: NodeId, axis: i64) -> Result<NodeId> {
         let shifted = self.sub(x, m)?;
         let e = self.unary(UnaryOp::Exp, shifted)?;
         let s = self.reduce(ReduceOp::Sum, e, vec![axis], true)?;

@@ -92,11 +92,8 @@ struct Pool {
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
-        let shared = Arc::new(Shared {
-            slot: Mutex::new(None),
-            generation: AtomicU64::new(0),
-            cv: Condvar::new(),
-        });
+        let shared =
+            Arc::new(Shared { slot: Mutex::new(None), generation: AtomicU64::new(0), cv: Condvar::new() });
         for i in 1..threads() {
             let sh = shared.clone();
             std::thread::Builder::new()

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::ops::arith::promote;
 use crate::ops::record::{apply, apply_composite};
 use crate::tensor::Tensor;
-use kiln_ir::{CompareOp, DType, Op, ReduceOp, UnaryOp};
+use kiln_ir::{CompareOp, DType, Op, UnaryOp};
 
 macro_rules! unary_methods {
     ($($(#[$doc:meta])* $method:ident => $op:ident, $name:literal;)*) => {
@@ -91,24 +91,13 @@ impl Tensor {
     /// Softmax along `dim`.
     pub fn softmax(&self, dim: i64) -> Result<Tensor> {
         let m = self.row_max(dim)?;
-        apply_composite("SoftmaxBackward0", &[self, &m], |g, x| {
-            let e = g.sub(x[0], x[1])?;
-            let e = g.unary(UnaryOp::Exp, e)?;
-            let s = g.reduce(ReduceOp::Sum, e, vec![dim], true)?;
-            g.div(e, s)
-        })
+        apply_composite("SoftmaxBackward0", &[self, &m], |g, x| g.softmax_shifted(x[0], x[1], dim))
     }
 
     /// Log-softmax along `dim` (stable).
     pub fn log_softmax(&self, dim: i64) -> Result<Tensor> {
         let m = self.row_max(dim)?;
-        apply_composite("LogSoftmaxBackward0", &[self, &m], |g, x| {
-            let shifted = g.sub(x[0], x[1])?;
-            let e = g.unary(UnaryOp::Exp, shifted)?;
-            let s = g.reduce(ReduceOp::Sum, e, vec![dim], true)?;
-            let ls = g.unary(UnaryOp::Log, s)?;
-            g.sub(shifted, ls)
-        })
+        apply_composite("LogSoftmaxBackward0", &[self, &m], |g, x| g.log_softmax_shifted(x[0], x[1], dim))
     }
 
     /// The stabilising shift of (log-)softmax: the max along `dim`, without gradient. The result
